@@ -1,0 +1,19 @@
+/* connect.c - libkeepalive.so: options set on every TCP socket before connect(2). */
+#include "keepalive.h"
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+const struct kp_variant kp_variant = {"libkeepalive", "connect", KP_ON_CONNECT};
+
+typedef int (*kp_connect_fn)(int, const struct sockaddr *, socklen_t);
+
+__attribute__((visibility("default"))) int connect(int fd, const struct sockaddr *addr,
+                                                   socklen_t len)
+{
+    kp_connect_fn real = (kp_connect_fn)kp_real();
+    if (real == NULL)
+        return -1; /* ENOSYS */
+    kp_apply(fd, false);
+    return real(fd, addr, len);
+}

@@ -1,0 +1,97 @@
+"""The options the preload libraries read, with their ranges: one table that
+the API and the command line both validate against.
+
+The C libraries keep the same table in ``src/c/options.def``;
+``tests/test_options_agree.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import re
+
+VARIANTS = ("connect", "listen", "socket")
+
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+\Z")
+
+
+class Option:
+    """One environment variable the libraries read."""
+
+    __slots__ = ("flag", "help", "maximum", "minimum", "name", "special", "unit", "variable",
+                 "variants")
+
+    def __init__(
+        self,
+        name: str,
+        variable: str,
+        minimum: int,
+        maximum: int,
+        unit: str,
+        help: str,
+        special: tuple[int, ...] = (0,),
+        variants: tuple[str, ...] = VARIANTS,
+    ) -> None:
+        self.name = name
+        self.variable = variable
+        self.flag = "--" + name.replace("_", "-")
+        self.minimum = minimum
+        self.maximum = maximum
+        self.unit = unit
+        self.help = help
+        self.special = special
+        self.variants = variants
+
+    def allowed(self) -> str:
+        """The accepted values, in words: ``0 (system default) or 1..32767``."""
+        words = {-1: "-1 (derive)", 0: "0 (system default)"}
+        return ", ".join(words[v] for v in self.special) + f" or {self.minimum}..{self.maximum}"
+
+    def check(self, value: int) -> int:
+        """Return ``value`` if the libraries accept it, else raise ``ValueError``."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{self.name} ({self.variable}) must be an int, not {value!r}")
+        if value not in self.special and not self.minimum <= value <= self.maximum:
+            raise ValueError(
+                f"{self.name} ({self.variable}) must be {self.allowed()} {self.unit}, not {value}"
+            )
+        return value
+
+    def parse(self, text: str) -> int:
+        """Parse ``text`` as the libraries do: an optional '-' and decimal digits only."""
+        if not _WHOLE_NUMBER.match(text):
+            raise ValueError(
+                f"{self.flag}: {text!r} is not a whole number; "
+                f"expected {self.allowed()} {self.unit}"
+            )
+        value = int(text)
+        if value not in self.special and not self.minimum <= value <= self.maximum:
+            raise ValueError(f"{self.flag}: {value} is out of range; expected "
+                             f"{self.allowed()} {self.unit}")
+        return value
+
+
+_INT_MAX = 2**31 - 1
+
+OPTIONS = (
+    Option("idle", "TCP_KEEPIDLE", 1, 32767, "seconds",
+           "idle time before the first keepalive probe (default 15)"),
+    Option("interval", "TCP_KEEPINTVL", 1, 32767, "seconds",
+           "time between unanswered probes (default 15)"),
+    Option("count", "TCP_KEEPCNT", 1, 127, "probes",
+           "unanswered probes before the connection is dropped (default 9)"),
+    Option("user_timeout", "TCP_USER_TIMEOUT", 1, _INT_MAX, "ms",
+           "how long sent data may stay unacknowledged; -1 derives it as "
+           "(idle + interval * count) * 1000 (default -1)", special=(-1, 0)),
+    Option("syn_count", "TCP_SYNCNT", 1, 127, "retries",
+           "SYN retransmissions before connect gives up (default: system)",
+           variants=("connect", "socket")),
+    Option("defer_accept", "TCP_DEFER_ACCEPT", 1, _INT_MAX, "seconds",
+           "wake the server only when data arrives, waiting up to this long (default: off)",
+           variants=("listen", "socket")),
+    Option("maxseg", "TCP_MAXSEG", 88, 32767, "bytes",
+           "maximum segment size (default: system)"),
+    Option("window_clamp", "TCP_WINDOW_CLAMP", 1, _INT_MAX, "bytes",
+           "bound on the advertised window (default: system)"),
+)
+
+BY_NAME = {option.name: option for option in OPTIONS}

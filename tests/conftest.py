@@ -1,0 +1,179 @@
+"""Shared fixtures: the installed libraries, a compiled probe, a clean environment.
+
+Everything here tests the *installed* package (``import keepalive_preload``),
+never the build tree. A test whose prerequisite is missing skips with the
+reason, except in CI (``CI=true``), where a missing prerequisite is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+import keepalive_preload
+
+HELPERS = Path(__file__).parent / "helpers"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TIMEOUT = 30  # seconds, for any one helper process
+
+#: What the libraries set with no configuration at all.
+DEFAULTS = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 9,
+            "TCP_USER_TIMEOUT": 150000}
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip with ``reason``; in CI, fail instead: CI must run every test."""
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"{name} is not installed")
+    return found
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """A minimal environment: no TCP_*/KEEP* variables inherited from the caller."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    env.update(extra)
+    return env
+
+
+def compile_helper(tmp_path_factory: pytest.TempPathFactory, source: str,
+                   *flags: str) -> str:
+    """Compile tests/helpers/<source> with the system C compiler."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        unavailable(f"no C compiler (cc) to build tests/helpers/{source}")
+    out = tmp_path_factory.mktemp("helper") / Path(source).stem
+    subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", *flags,
+                    "-o", str(out), str(HELPERS / source)], check=True, timeout=120)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/helpers/probe.c: one socket call, reported as JSON."""
+    return compile_helper(tmp_path_factory, "probe.c")
+
+
+@pytest.fixture(scope="session")
+def failsockopt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/helpers/failsockopt.c: a preload shim whose setsockopt fails."""
+    return compile_helper(tmp_path_factory, "failsockopt.c", "-shared", "-fPIC")
+
+
+def run(argv: list[str], env: dict[str, str],
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{argv} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+def reports(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def preload_env(variant: str | None, **extra: str) -> dict[str, str]:
+    env = clean_env(**extra)
+    if variant is not None:
+        env["LD_PRELOAD"] = keepalive_preload.path(variant)
+    return env
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A loopback TCP listener in this (unpreloaded) process; yields its port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(64)
+        yield srv.getsockname()[1]
+
+
+@pytest.fixture
+def listener6() -> Iterator[int]:
+    if not socket.has_ipv6:
+        unavailable("no IPv6 on this machine")
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as srv:
+        try:
+            srv.bind(("::1", 0))
+        except OSError as exc:
+            unavailable(f"cannot bind [::1]: {exc}")
+        srv.listen(64)
+        yield srv.getsockname()[1]
+
+
+class Client:
+    """Runs the probe as a client under a variant and returns its report."""
+
+    def __init__(self, probe: str) -> None:
+        self.probe = probe
+
+    def __call__(self, variant: str | None, *args: str,
+                 **env: str) -> tuple[dict[str, Any], str]:
+        result = run([self.probe, *args], preload_env(variant, **env))
+        (report,) = reports(result.stdout)
+        return report, result.stderr
+
+
+@pytest.fixture
+def client(probe: str) -> Client:
+    return Client(probe)
+
+
+def serve_one(probe: str, variant: str | None, family: str = "4",
+              **env: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Run the probe as a server; connect to it once; return the accepted
+    socket's report, the listener's report and stderr."""
+    proc = subprocess.Popen([probe, "listen" + family], env=preload_env(variant, **env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        if not first:
+            raise AssertionError(f"probe server failed: {proc.communicate(timeout=TIMEOUT)}")
+        port = json.loads(first)["port"]
+        host = "::1" if family == "6" else "127.0.0.1"
+        with socket.create_connection((host, port), timeout=TIMEOUT):
+            out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    accepted, listening = reports(out)
+    return accepted, listening, err
+
+
+@pytest.fixture
+def server(probe: str) -> Any:
+    def call(variant: str | None, family: str = "4",
+             **env: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+        return serve_one(probe, variant, family, **env)
+    return call
+
+
+def count_syscalls(argv: list[str], variant: str, names: tuple[str, ...],
+                   tmp_path: Path, **env: str) -> dict[str, int]:
+    """Run argv under strace with the variant preloaded in the tracee only;
+    return how many times each syscall in ``names`` was made."""
+    strace = need_tool("strace")
+    trace = tmp_path / "trace"
+    preload = f"LD_PRELOAD={keepalive_preload.path(variant)}"
+    run([strace, "-f", "-qq", "-o", str(trace), "-e", "trace=" + ",".join(names),
+         "-E", preload, *[arg for key, value in env.items() for arg in ("-E", f"{key}={value}")],
+         *argv], clean_env())
+    lines = trace.read_text().splitlines()
+    return {name: sum(1 for line in lines if f" {name}(" in line or line.startswith(f"{name}("))
+            for name in names}

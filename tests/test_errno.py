@@ -1,0 +1,84 @@
+"""The interposed call returns exactly what the real call returns, errno included."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import pytest
+
+import keepalive_preload
+from conftest import Client, clean_env, reports, run
+
+VARIANTS = (None, "connect", "listen", "socket")
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_econnrefused(client: Client, closed_port: int, variant: str | None) -> None:
+    report, _ = client(variant, "connect4", str(closed_port))
+    assert (report["ret"], report["errno"]) == (-1, errno.ECONNREFUSED)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_einprogress(client: Client, listener: int, variant: str | None) -> None:
+    report, _ = client(variant, "connect4", str(listener), "nonblock")
+    assert (report["ret"], report["errno"]) == (-1, errno.EINPROGRESS)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ebadf(client: Client, variant: str | None) -> None:
+    report, stderr = client(variant, "badfd")
+    assert (report["ret"], report["errno"]) == (-1, errno.EBADF)
+    assert stderr == ""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_enotsock(client: Client, variant: str | None) -> None:
+    report, _ = client(variant, "notsock")
+    assert (report["ret"], report["errno"]) == (-1, errno.ENOTSOCK)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_listen_on_udp(client: Client, variant: str | None) -> None:
+    report, _ = client(variant, "listen-udp")
+    assert (report["ret"], report["errno"]) == (-1, errno.EOPNOTSUPP)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_errno_untouched_by_successful_socket(client: Client, variant: str | None) -> None:
+    # The probe sets errno = EDOM, then calls socket(); success leaves it alone.
+    report, _ = client(variant, "socket", LIBKEEPALIVE_DEBUG="1")
+    assert (report["ret"], report["errno"]) == (0, errno.EDOM)
+
+
+@pytest.mark.parametrize(("action", "expected"),
+                         [("connect4", (0, 0)), ("closed", (-1, errno.ECONNREFUSED))])
+def test_failed_setsockopt_changes_nothing(probe: str, failsockopt: str, listener: int,
+                                           closed_port: int, action: str,
+                                           expected: tuple[int, int]) -> None:
+    port = listener if action == "connect4" else closed_port
+    env = clean_env(LD_PRELOAD=f"{keepalive_preload.path('connect')}:{failsockopt}",
+                    LIBKEEPALIVE_DEBUG="1")
+    result = run([probe, "connect4", str(port)], env)
+    (report,) = reports(result.stdout)
+    assert (report["ret"], report["errno"]) == expected
+    assert report["SO_KEEPALIVE"] == 0
+    # every failure is reported under LIBKEEPALIVE_DEBUG
+    assert "setsockopt TCP_KEEPIDLE=15: Operation not permitted" in result.stderr
+    assert "setsockopt SO_KEEPALIVE=1: Operation not permitted" in result.stderr
+
+
+def test_failed_setsockopt_keeps_errno_of_successful_socket(probe: str,
+                                                            failsockopt: str) -> None:
+    env = clean_env(LD_PRELOAD=f"{keepalive_preload.path('socket')}:{failsockopt}")
+    result = run([probe, "socket"], env)
+    (report,) = reports(result.stdout)
+    assert (report["ret"], report["errno"]) == (0, errno.EDOM)
+    assert result.stderr == ""  # failures are silent without LIBKEEPALIVE_DEBUG

@@ -1,0 +1,71 @@
+"""The installed library files: exports, hardening, dependencies, version."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+import keepalive_preload
+from conftest import need_tool
+
+SYMBOLS = {"connect": "connect", "listen": "listen", "socket": "socket"}
+
+
+def tool_output(*argv: str) -> str:
+    need_tool(argv[0])
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+@pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
+def test_exports_exactly_the_interposed_symbol(variant: str) -> None:
+    out = tool_output("nm", "-D", "--defined-only", keepalive_preload.path(variant))
+    names = [line.split()[-1] for line in out.splitlines() if line.strip()]
+    assert names == [SYMBOLS[variant]]
+
+
+@pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
+def test_export_is_unversioned(variant: str) -> None:
+    # A named version node would not satisfy programs bound to connect@GLIBC_x.
+    out = tool_output("objdump", "-T", keepalive_preload.path(variant))
+    line = next(line for line in out.splitlines() if line.endswith(" " + SYMBOLS[variant]))
+    assert "Base" in line
+
+
+@pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
+def test_depends_on_libc_alone(variant: str) -> None:
+    out = tool_output("readelf", "-d", keepalive_preload.path(variant))
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", out)
+    assert set(needed) <= {"libc.so.6", "libdl.so.2"}
+    assert "libc.so.6" in needed
+
+
+@pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
+def test_hardened(variant: str) -> None:
+    library = keepalive_preload.path(variant)
+    dynamic = tool_output("readelf", "-d", library)
+    assert "BIND_NOW" in dynamic or "NOW" in dynamic  # -z now
+    headers = tool_output("readelf", "-lW", library)
+    assert "GNU_RELRO" in headers  # -z relro
+    stack = next(line for line in headers.splitlines() if "GNU_STACK" in line)
+    assert "RWE" not in stack  # -z noexecstack
+    symbols = tool_output("readelf", "-sW", library)
+    assert "__stack_chk_fail" in symbols  # -fstack-protector-strong
+    assert "_chk@" in symbols  # _FORTIFY_SOURCE (snprintf becomes __snprintf_chk)
+
+
+@pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
+def test_version_string_embedded(variant: str) -> None:
+    with open(keepalive_preload.path(variant), "rb") as f:
+        data = f.read()
+    assert f"keepalive-preload {keepalive_preload.__version__}\0".encode() in data
+
+
+@pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
+def test_installed_mode_0644(variant: str) -> None:
+    import os
+    import stat
+
+    mode = stat.S_IMODE(os.stat(keepalive_preload.path(variant)).st_mode)
+    assert mode & 0o7022 == 0  # no setuid, not group/world-writable

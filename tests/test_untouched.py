@@ -1,0 +1,85 @@
+"""Only TCP sockets are touched; the syscall budget of the contract holds."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Client, count_syscalls
+
+VARIANTS = ("connect", "listen", "socket")
+CALLS = ("setsockopt", "getsockopt")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_udp_untouched(client: Client, variant: str) -> None:
+    report, stderr = client(variant, "udp", "9")
+    assert report["ret"] == 0
+    assert report["SO_KEEPALIVE"] == 0
+    assert stderr == ""
+
+
+@pytest.fixture
+def unix_listener(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+    yield path
+    srv.close()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_unix_untouched(client: Client, unix_listener: str, variant: str) -> None:
+    report, stderr = client(variant, "unix", unix_listener)
+    assert report["ret"] == 0
+    assert report["SO_KEEPALIVE"] == 0
+    assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("variant", "at_most"), [("socket", 0), ("connect", 1), ("listen", 0)]
+)
+def test_udp_syscall_budget(probe: str, tmp_path: Path, variant: str, at_most: int) -> None:
+    # listen(2) is not even called for UDP by the probe's "udp" action.
+    counts = count_syscalls([probe, "-q", "udp", "9"], variant, CALLS, tmp_path)
+    assert counts["setsockopt"] + counts["getsockopt"] <= at_most, counts
+
+
+@pytest.mark.parametrize(("variant", "at_most"), [("socket", 0), ("connect", 1)])
+def test_unix_syscall_budget(probe: str, tmp_path: Path, unix_listener: str, variant: str,
+                             at_most: int) -> None:
+    counts = count_syscalls([probe, "-q", "unix", unix_listener], variant, CALLS, tmp_path)
+    assert counts["setsockopt"] + counts["getsockopt"] <= at_most, counts
+
+
+def test_listen_on_udp_budget(probe: str, tmp_path: Path) -> None:
+    counts = count_syscalls([probe, "-q", "listen-udp"], "listen", CALLS, tmp_path)
+    assert counts["setsockopt"] + counts["getsockopt"] <= 1, counts
+
+
+@pytest.mark.parametrize("variant", ["connect", "socket"])
+@pytest.mark.parametrize(
+    ("env", "options"),
+    [
+        ({}, 5),  # SO_KEEPALIVE, idle, interval, count, derived user timeout
+        ({"TCP_USER_TIMEOUT": "0"}, 4),
+        ({"TCP_KEEPIDLE": "0", "TCP_USER_TIMEOUT": "0"}, 3),
+        ({"TCP_SYNCNT": "2", "TCP_MAXSEG": "1200", "TCP_WINDOW_CLAMP": "30000"}, 8),
+    ],
+)
+def test_tcp_syscall_budget(probe: str, tmp_path: Path, listener: int, variant: str,
+                            env: dict[str, str], options: int) -> None:
+    """Exactly one setsockopt per option that is set, and nothing else."""
+    counts = count_syscalls([probe, "-q", "connect4", str(listener)], variant, CALLS,
+                            tmp_path, **env)
+    assert counts == {"setsockopt": options, "getsockopt": 0}
+
+
+def test_keepalive_off_makes_no_syscall(probe: str, tmp_path: Path, listener: int) -> None:
+    counts = count_syscalls([probe, "-q", "connect4", str(listener)], "connect", CALLS,
+                            tmp_path, KEEPALIVE="off")
+    assert counts == {"setsockopt": 0, "getsockopt": 0}
