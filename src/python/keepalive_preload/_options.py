@@ -12,13 +12,14 @@ import re
 VARIANTS = ("connect", "listen", "socket")
 
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+\Z")
+_METAVARS = {"seconds": "S", "ms": "MS", "probes": "N", "retries": "N", "bytes": "BYTES"}
 
 
 class Option:
     """One environment variable the libraries read."""
 
-    __slots__ = ("flag", "help", "maximum", "minimum", "name", "special", "unit", "variable",
-                 "variants")
+    __slots__ = ("flag", "help", "maximum", "metavar", "minimum", "name", "special", "unit",
+                 "variable", "variants")
 
     def __init__(
         self,
@@ -37,6 +38,7 @@ class Option:
         self.minimum = minimum
         self.maximum = maximum
         self.unit = unit
+        self.metavar = _METAVARS[unit]
         self.help = help
         self.special = special
         self.variants = variants
@@ -46,28 +48,25 @@ class Option:
         words = {-1: "-1 (derive)", 0: "0 (system default)"}
         return ", ".join(words[v] for v in self.special) + f" or {self.minimum}..{self.maximum}"
 
+    def in_range(self, value: int) -> bool:
+        return value in self.special or self.minimum <= value <= self.maximum
+
     def check(self, value: int) -> int:
         """Return ``value`` if the libraries accept it, else raise ``ValueError``."""
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{self.name} ({self.variable}) must be an int, not {value!r}")
-        if value not in self.special and not self.minimum <= value <= self.maximum:
+        if not self.in_range(value):
             raise ValueError(
                 f"{self.name} ({self.variable}) must be {self.allowed()} {self.unit}, not {value}"
             )
         return value
 
     def parse(self, text: str) -> int:
-        """Parse ``text`` as the libraries do: an optional '-' and decimal digits only."""
-        if not _WHOLE_NUMBER.match(text):
-            raise ValueError(
-                f"{self.flag}: {text!r} is not a whole number; "
-                f"expected {self.allowed()} {self.unit}"
-            )
-        value = int(text)
-        if value not in self.special and not self.minimum <= value <= self.maximum:
-            raise ValueError(f"{self.flag}: {value} is out of range; expected "
-                             f"{self.allowed()} {self.unit}")
-        return value
+        """Parse ``text`` as the libraries do: an optional '-' and decimal digits only;
+        raise ``ValueError`` saying what is expected."""
+        if not _WHOLE_NUMBER.match(text) or not self.in_range(int(text)):
+            raise ValueError(f"{text!r} is not valid; expected {self.allowed()} {self.unit}")
+        return int(text)
 
 
 _INT_MAX = 2**31 - 1

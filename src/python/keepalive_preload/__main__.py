@@ -1,0 +1,8 @@
+"""``python -m keepalive_preload``: the same as the ``keepalive-preload`` command."""
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The ``keepalive-preload`` command (also ``python -m keepalive_preload``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+from . import environ, path
+from ._exec import CommandError, is_static_elf, privilege_change, resolve
+from ._options import OPTIONS, VARIANTS
+from ._status import StatusError, format_status, status
+from ._version import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+PROG = "keepalive-preload"
+
+EXAMPLES = f"""\
+examples:
+  {PROG} run -- redis-cli -h cache monitor       keepalive on every TCP socket
+  {PROG} run --client --idle 30 -- psql -h db     outbound connections only
+  {PROG} run --server --idle 60 -- memcached      every accepted connection
+  eval "$({PROG} env --idle 30)"; COMMAND          the same, in this shell
+  {PROG} status 1234                              check a running process
+  LD_PRELOAD=$({PROG} path) COMMAND               the library itself
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{PROG}: error: {message} (see {PROG} --help)\n")
+        sys.exit(2)
+
+
+def _typed(parse: Callable[[str], int]) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+def _add_preload_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--client", dest="variant", action="store_const", const="connect",
+                       help="outbound connections only (libkeepalive.so, connect)")
+    which.add_argument("--server", dest="variant", action="store_const", const="listen",
+                       help="accepted connections only (libkeepalive_listen.so, listen)")
+    which.add_argument("--all", dest="variant", action="store_const", const="socket",
+                       help="every TCP socket (libkeepalive_socket.so, socket; the default)")
+    parser.set_defaults(variant="socket")
+    for option in OPTIONS:
+        parser.add_argument(option.flag, dest=option.name, type=_typed(option.parse),
+                            metavar=option.metavar,
+                            help=f"{option.help}; {option.allowed()} "
+                                 f"[{option.variable}]")
+    parser.add_argument("--debug", action="store_true",
+                        help="print what is set on each socket to stderr [LIBKEEPALIVE_DEBUG]")
+
+
+def _environment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, str]:
+    values = {o.name: getattr(args, o.name) for o in OPTIONS}
+    try:
+        return environ(args.variant, debug=args.debug, **values)
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise  # not reached
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog=PROG, description="Turn on TCP keepalive for any dynamically "
+                     "linked program, with LD_PRELOAD.", epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
+    commands.required = True
+
+    run = commands.add_parser("run", help="run COMMAND with the library preloaded",
+                              description="Run COMMAND (it replaces this process) with the "
+                              "library in LD_PRELOAD and the options in its environment.")
+    _add_preload_options(run)
+    run.add_argument("command", nargs=argparse.REMAINDER, metavar="[--] COMMAND [ARGS ...]")
+
+    env = commands.add_parser("env", help="print shell export lines to eval",
+                              description='Print the export lines for: eval "$(' + PROG
+                              + ' env --idle 30)"')
+    _add_preload_options(env)
+
+    where = commands.add_parser("path", help="print the path of a library",
+                                description="Print the absolute path of the library.")
+    where.add_argument("variant", nargs="?", default="connect", choices=VARIANTS)
+
+    check = commands.add_parser("status", help="show the TCP sockets of a running process",
+                                description="Show each TCP socket of process PID with its "
+                                "state and armed timer ('keepalive' when keepalive is on).")
+    check.add_argument("pid", type=int, metavar="PID")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        parser.error("run: missing COMMAND")
+    env = _environment(args, parser)
+    try:
+        program = resolve(command[0], env.get("PATH"))
+    except CommandError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return exc.status
+    if is_static_elf(program):
+        sys.stderr.write(f"{PROG}: warning: {program} is statically linked: LD_PRELOAD "
+                         "cannot reach it, so keepalive stays off; running it anyway\n")
+    why = privilege_change(program)
+    if why is not None:
+        sys.stderr.write(
+            f"{PROG}: warning: {program} is {why}: the loader ignores this LD_PRELOAD path, "
+            "so keepalive stays off; only a library installed set-user-ID in a system "
+            "directory is preloaded (see the README), and it then uses the defaults\n")
+    sys.stdout.flush()
+    try:
+        os.execve(program, command, env)
+    except OSError as exc:
+        sys.stderr.write(f"{PROG}: {command[0]}: {exc.strerror}\n")
+    return 126
+
+
+def _env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    env = _environment(args, parser)
+    names = ["LD_PRELOAD", *(o.variable for o in OPTIONS if getattr(args, o.name) is not None)]
+    if args.debug:
+        names.append("LIBKEEPALIVE_DEBUG")
+    for name in names:
+        print(f"export {name}={shlex.quote(env[name])}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        report = status(args.pid)
+    except StatusError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 1
+    print(json.dumps(report, indent=2) if args.json else format_status(report))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.subcommand == "run":
+            return _run(args, parser)
+        if args.subcommand == "env":
+            return _env(args, parser)
+        if args.subcommand == "path":
+            print(path(args.variant))
+            return 0
+        return _status(args)
+    except FileNotFoundError as exc:  # a broken installation, from path()
+        sys.stderr.write(f"{PROG}: {exc.strerror}\n")
+        return 1
