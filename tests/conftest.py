@@ -133,11 +133,11 @@ def client(probe: str) -> Client:
     return Client(probe)
 
 
-def serve_one(probe: str, variant: str | None, family: str = "4",
-              **env: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """Run the probe as a server; connect to it once; return the accepted
-    socket's report, the listener's report and stderr."""
-    proc = subprocess.Popen([probe, "listen" + family], env=preload_env(variant, **env),
+def serve_one(probe: str, env: dict[str, str],
+              family: str = "4") -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Run the probe as a server in ``env``; connect to it once; return the
+    accepted socket's report, the listener's report and stderr."""
+    proc = subprocess.Popen([probe, "listen" + family], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -160,7 +160,7 @@ def serve_one(probe: str, variant: str | None, family: str = "4",
 def server(probe: str) -> Any:
     def call(variant: str | None, family: str = "4",
              **env: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-        return serve_one(probe, variant, family, **env)
+        return serve_one(probe, preload_env(variant, **env), family)
     return call
 
 
