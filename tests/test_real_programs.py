@@ -1,0 +1,183 @@
+"""Unmodified third-party programs from Debian's packages, under the preload.
+
+For each: `ss -tno`, from outside, shows `timer:(keepalive,...)` on its socket
+with the configured idle time; without the preload it shows none (so the
+program does not turn keepalive on by itself); and its output and exit status
+are the same with and without the preload.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from conftest import TIMEOUT, clean_env, need_tool
+
+IDLE = 30
+SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))
+RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n"
+REQUEST = "GET / HTTP/1.0\r\n\r\n"
+HTTP_CLIENT = """
+import http.client, sys
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30)
+conn.request("GET", "/")
+response = conn.getresponse()
+print(response.status, response.read().decode(), end="")
+"""
+TIMER = re.compile(r"timer:\((\w+),(\d+(?:\.\d+)?)(ms|sec|min),\d+\)")
+
+
+def timer_of(filter_: str) -> tuple[str, float] | None:
+    """The timer ss shows on the established socket matching filter_, or None
+    for no timer; waits (bounded) for the socket to appear."""
+    ss = need_tool("ss")
+    for _ in range(50):
+        out = subprocess.run([ss, "-tnoH", "state", "established", filter_],
+                             capture_output=True, text=True, timeout=TIMEOUT).stdout.strip()
+        if out:
+            match = TIMER.search(out)
+            if match is None:
+                return None
+            value = float(match.group(2))
+            scale = {"ms": 0.001, "sec": 1.0, "min": 60.0}[match.group(3)]
+            return match.group(1), value * scale
+        time.sleep(0.1)
+    raise AssertionError(f"no established socket matching {filter_}")
+
+
+class HeldServer:
+    """A loopback server that answers one HTTP request only once released."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port: int = self.sock.getsockname()[1]
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(4096)
+            self.release.wait(TIMEOUT)
+            conn.sendall(RESPONSE)
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(TIMEOUT)
+        self.sock.close()
+
+
+CLIENTS: dict[str, tuple[str, Callable[[int], list[str]], bool]] = {
+    # name: (Debian package, argv for a port, whether the request goes on stdin)
+    "nc": ("netcat-openbsd", lambda port: ["nc", "-N", "127.0.0.1", str(port)], True),
+    "socat": ("socat", lambda port: ["socat", "-", f"TCP:127.0.0.1:{port}"], True),
+    "curl": ("curl", lambda port: ["curl", "-sS", "--no-keepalive",
+                                   f"http://127.0.0.1:{port}/"], False),
+    "python-http.client": ("python3", lambda port: [sys.executable, "-c", HTTP_CLIENT,
+                                                     str(port)], False),
+}
+
+
+def run_client(name: str, preload: bool) -> tuple[str, int, tuple[str, float] | None]:
+    _, argv_for, on_stdin = CLIENTS[name]
+    server = HeldServer()
+    try:
+        argv = argv_for(server.port)
+        need_tool(argv[0])
+        if preload:
+            argv = [SCRIPT or "keepalive-preload", "run", "--client", "--idle", str(IDLE),
+                    "--", *argv]
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=clean_env())
+        try:
+            assert proc.stdin is not None
+            if on_stdin:
+                proc.stdin.write(REQUEST)
+                proc.stdin.flush()
+            timer = timer_of(f"dport = :{server.port}")
+            server.release.set()
+            out, _ = proc.communicate(timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return out, proc.returncode, timer
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_client_program(name: str) -> None:
+    plain = run_client(name, preload=False)
+    preloaded = run_client(name, preload=True)
+    assert plain[2] is None, f"{name} turned keepalive on by itself: {plain[2]}"
+    assert preloaded[2] is not None
+    kind, seconds = preloaded[2]
+    assert kind == "keepalive"
+    assert IDLE - 5 <= seconds <= IDLE
+    assert preloaded[:2] == plain[:2]  # same output, same exit status
+    assert "hello" in plain[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_redis(preload: bool) -> tuple[bytes, int, tuple[str, float] | None]:
+    """redis-server with its own keepalive off (--tcp-keepalive 0): the reply
+    to PING, its exit status on SIGTERM, and the accepted socket's timer."""
+    redis = need_tool("redis-server")
+    port = free_port()
+    argv = [redis, "--port", str(port), "--bind", "127.0.0.1", "--tcp-keepalive", "0",
+            "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
+    if preload:
+        argv = [SCRIPT or "keepalive-preload", "run", "--server", "--idle", str(IDLE), "--",
+                *argv]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=clean_env(), cwd="/tmp")
+    try:
+        for _ in range(100):  # bounded: up to 10 s for it to listen
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("redis-server did not start")
+        with conn:
+            conn.sendall(b"PING\r\n")
+            reply = conn.recv(100)
+            timer = timer_of(f"sport = :{port}")
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return reply, status, timer
+
+
+def test_server_program_redis() -> None:
+    plain = run_redis(preload=False)
+    preloaded = run_redis(preload=True)
+    assert plain[2] is None, f"redis-server turned keepalive on by itself: {plain[2]}"
+    assert preloaded[2] is not None
+    kind, seconds = preloaded[2]
+    assert kind == "keepalive"
+    assert IDLE - 5 <= seconds <= IDLE
+    assert preloaded[:2] == plain[:2] == (b"+PONG\r\n", 0)
