@@ -7,11 +7,13 @@ reason, except in CI (``CI=true``), where a missing prerequisite is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -44,8 +46,10 @@ def need_tool(name: str) -> str:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """A minimal environment: no TCP_*/KEEP* variables inherited from the caller."""
+    """A minimal environment: no TCP_*/KEEP* variables inherited from the caller
+    (the sanitizers' options are, for the sanitizer run)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    env.update({k: v for k, v in os.environ.items() if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS")})
     env.update(extra)
     return env
 
@@ -86,10 +90,25 @@ def reports(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+def library(variant: str) -> str:
+    """The library under test: the installed one, or the one in
+    $KEEPALIVE_TEST_LIBDIR (a sanitizer build; see test_sanitizers.py)."""
+    libdir = os.environ.get("KEEPALIVE_TEST_LIBDIR")
+    installed = keepalive_preload.path(variant)
+    return os.path.join(libdir, os.path.basename(installed)) if libdir else installed
+
+
+def preload(*entries: str) -> str:
+    """An LD_PRELOAD value: $KEEPALIVE_TEST_PRELOAD_FIRST (a sanitizer
+    runtime, which must come first), then entries."""
+    first = os.environ.get("KEEPALIVE_TEST_PRELOAD_FIRST")
+    return ":".join([first, *entries] if first else entries)
+
+
 def preload_env(variant: str | None, **extra: str) -> dict[str, str]:
     env = clean_env(**extra)
     if variant is not None:
-        env["LD_PRELOAD"] = keepalive_preload.path(variant)
+        env["LD_PRELOAD"] = preload(library(variant))
     return env
 
 
@@ -177,3 +196,61 @@ def count_syscalls(argv: list[str], variant: str, names: tuple[str, ...],
     lines = trace.read_text().splitlines()
     return {name: sum(1 for line in lines if f" {name}(" in line or line.startswith(f"{name}("))
             for name in names}
+
+
+@contextlib.contextmanager
+def privileged_copy(program: str, how: str) -> Iterator[str]:
+    """A copy of program that runs in secure-execution mode when started by
+    nobody: set-user-ID root (how="setuid") or with a file capability
+    (how="capability"). In a directory anyone can reach; removed afterwards."""
+    if os.geteuid() != 0:
+        unavailable("making privileged test programs needs root")
+    directory = tempfile.mkdtemp(prefix="kp-priv-", dir="/var/tmp")
+    try:
+        os.chmod(directory, 0o755)
+        if os.statvfs(directory).f_flag & os.ST_NOSUID:
+            unavailable(f"{directory} is on a nosuid mount")
+        target = os.path.join(directory, os.path.basename(program))
+        shutil.copy(program, target)
+        os.chown(target, 0, 0)
+        if how == "setuid":
+            os.chmod(target, 0o4755)
+        else:
+            os.chmod(target, 0o755)
+            subprocess.run([need_tool("setcap"), "cap_net_bind_service+ep", target],
+                           check=True, timeout=TIMEOUT)
+        yield target
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def trusted_libraries(*files: str) -> Iterator[list[str]]:
+    """Copies of files in /usr/lib, set-user-ID root, under names of their own:
+    the only place glibc preloads from into a secure-execution program.
+    Yields their bare names; removed afterwards."""
+    if os.geteuid() != 0:
+        unavailable("installing into /usr/lib needs root")
+    names, placed = [], []
+    try:
+        for path in files:
+            stem = os.path.basename(path).rsplit(".so", 1)[0]
+            name = f"{stem}-kptest{os.getpid()}.so"
+            target = os.path.join("/usr/lib", name)
+            shutil.copy(path, target)
+            placed.append(target)
+            os.chown(target, 0, 0)
+            os.chmod(target, 0o4755)
+            names.append(name)
+        yield names
+    finally:
+        for target in placed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+
+
+def run_as_nobody(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """Run argv as nobody. The switch happens in the child between fork and
+    exec, so no other program (which would itself load LD_PRELOAD) runs."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
+                          env=clean_env(**env), user=65534, group=65534, extra_groups=[])

@@ -6,8 +6,7 @@ import sys
 
 import pytest
 
-import keepalive_preload
-from conftest import DEFAULTS, Client, clean_env, run
+from conftest import DEFAULTS, Client, preload_env, run
 
 BAD_IDLE = ["abc", "15s", "1.5", "-3", "0x10", " 15", "15 ", "+15", "", "-", "32768",
             "99999999999999999999999", "1e3", "15\n", "\u00e9", "--1"]
@@ -78,6 +77,40 @@ def test_warnings_are_printed_once_per_process(listener: int) -> None:
             "    socket.create_connection(('127.0.0.1', int(sys.argv[1]))).close()\n"
             "print('done')")
     result = run([sys.executable, "-c", code, str(listener)],
-                 clean_env(LD_PRELOAD=keepalive_preload.path("socket"), TCP_KEEPIDLE="bad"))
+                 preload_env("socket", TCP_KEEPIDLE="bad"))
     assert result.stdout == "done\n"
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "idle"),
+    [("010", 10), ("0007", 7), ("-0", 0), ("00", 0)],  # leading zeros are decimal
+)
+def test_leading_zeros_are_decimal(client: Client, listener: int, value: str,
+                                   idle: int) -> None:
+    baseline, _ = client(None, "connect4", str(listener))
+    report, stderr = client("connect", "connect4", str(listener), TCP_KEEPIDLE=value)
+    assert stderr == ""
+    # "-0" and "00" are 0: the system default
+    assert report["TCP_KEEPIDLE"] == (idle or baseline["TCP_KEEPIDLE"])
+
+
+@pytest.mark.parametrize("value", ["9" * 100_000, "1" + "0" * 5000, "-" + "9" * 3000,
+                                   "\u2167", "\u0661\u0665", "\uff11\uff15", "15\u200b"])
+def test_hostile_values(client: Client, listener: int, value: str) -> None:
+    """Huge numbers, 100 kB strings, Unicode digits and look-alikes: rejected,
+    one short warning line, defaults kept, the program's output intact."""
+    report, stderr = client("socket", "connect4", str(listener), TCP_KEEPIDLE=value,
+                            TCP_USER_TIMEOUT=value)
+    assert report["ret"] == 0
+    assert {key: report[key] for key in DEFAULTS} == DEFAULTS
+    lines = stderr.splitlines()
+    assert len(lines) == 2
+    assert all(len(line) < 300 for line in lines)
+
+
+def test_bad_alias_is_not_read_when_the_tcp_name_is_set(client: Client, listener: int) -> None:
+    report, stderr = client("connect", "connect4", str(listener), TCP_KEEPIDLE="20",
+                            KEEPIDLE="junk")
+    assert report["TCP_KEEPIDLE"] == 20
+    assert stderr == ""

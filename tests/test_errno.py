@@ -7,8 +7,7 @@ import socket
 
 import pytest
 
-import keepalive_preload
-from conftest import Client, clean_env, reports, run
+from conftest import Client, clean_env, library, preload, reports, run
 
 VARIANTS = (None, "connect", "listen", "socket")
 
@@ -64,7 +63,7 @@ def test_failed_setsockopt_changes_nothing(probe: str, failsockopt: str, listene
                                            closed_port: int, action: str,
                                            expected: tuple[int, int]) -> None:
     port = listener if action == "connect4" else closed_port
-    env = clean_env(LD_PRELOAD=f"{keepalive_preload.path('connect')}:{failsockopt}",
+    env = clean_env(LD_PRELOAD=preload(library("connect"), failsockopt),
                     LIBKEEPALIVE_DEBUG="1")
     result = run([probe, "connect4", str(port)], env)
     (report,) = reports(result.stdout)
@@ -77,7 +76,7 @@ def test_failed_setsockopt_changes_nothing(probe: str, failsockopt: str, listene
 
 def test_failed_setsockopt_keeps_errno_of_successful_socket(probe: str,
                                                             failsockopt: str) -> None:
-    env = clean_env(LD_PRELOAD=f"{keepalive_preload.path('socket')}:{failsockopt}")
+    env = clean_env(LD_PRELOAD=preload(library("socket"), failsockopt))
     result = run([probe, "socket"], env)
     (report,) = reports(result.stdout)
     assert (report["ret"], report["errno"]) == (0, errno.EDOM)

@@ -13,14 +13,22 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import keepalive_preload
-from conftest import TIMEOUT, clean_env, need_tool, reports, serve_one, unavailable
+from conftest import (
+    TIMEOUT,
+    clean_env,
+    need_tool,
+    privileged_copy,
+    reports,
+    run_as_nobody,
+    serve_one,
+    unavailable,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = {"x86_64": ("amd64", "x86_64"), "aarch64": ("arm64", "aarch64")}[os.uname().machine]
@@ -213,8 +221,11 @@ class TestInstalledDeb:
         assert output("man", "-w", "7", "keepalive-preload").strip() == \
             "/usr/share/man/man7/keepalive-preload.7.gz"
 
-    def test_setuid_opt_in_with_statoverride(self, setuid_probe: str,
-                                             listener: int) -> None:
+    def test_setuid_opt_in_with_statoverride(self, probe: str, listener: int) -> None:
+        with privileged_copy(probe, "setuid") as setuid_probe:
+            self.check_setuid_opt_in(setuid_probe, listener)
+
+    def check_setuid_opt_in(self, setuid_probe: str, listener: int) -> None:
         statoverride = need_tool("dpkg-statoverride")
         library = "/usr/lib/libkeepalive.so"
         args = [setuid_probe, "connect4", str(listener)]
@@ -282,34 +293,6 @@ def test_rpm_installs_into_scratch_root(packages: dict[str, Path], tmp_path: Pat
         f"keepalive-preload-{VERSION}-1.{ARCH[1]}"
     output(rpm, "--root", root, "-e", "--nodeps", "keepalive-preload")
     assert [n for n in (*FILES, *RPM_ONLY) if os.path.lexists(root + n)] == []
-
-
-# ---- setuid ----------------------------------------------------------------
-
-@pytest.fixture
-def setuid_probe(probe: str) -> Iterator[str]:
-    """A set-user-ID-root copy of the probe, in a directory anyone can reach."""
-    if os.geteuid() != 0:
-        unavailable("making a set-user-ID-root program needs root")
-    directory = tempfile.mkdtemp(prefix="kp-suid-", dir="/var/tmp")
-    try:
-        os.chmod(directory, 0o755)
-        if os.statvfs(directory).f_flag & os.ST_NOSUID:
-            unavailable(f"{directory} is on a nosuid mount")
-        target = os.path.join(directory, "probe")
-        shutil.copy(probe, target)
-        os.chown(target, 0, 0)
-        os.chmod(target, 0o4755)
-        yield target
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def run_as_nobody(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    """Run argv as nobody. The switch happens in the child between fork and
-    exec, so no other program (which would load LD_PRELOAD itself) runs."""
-    return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
-                          env=clean_env(**env), user=65534, group=65534, extra_groups=[])
 
 
 def test_cmake_install_modes(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import keepalive_preload
-from conftest import clean_env, run
+from conftest import clean_env, preload_env, run
 
 CLIENT = """
 import socket, sys
@@ -21,7 +21,7 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as s:
                                            ({"KEEPIDLE": "7"}, 7)])
 def test_python_client(listener: int, env: dict[str, str], idle: int) -> None:
     result = run([sys.executable, "-c", CLIENT, str(listener)],
-                 clean_env(LD_PRELOAD=keepalive_preload.path(), **env))
+                 preload_env("connect", **env))
     assert result.stdout.split() == [str(idle), "1"]
 
 

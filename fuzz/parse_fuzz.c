@@ -1,0 +1,128 @@
+/*
+ * parse_fuzz - libFuzzer target for the configuration parser.
+ *
+ * Input: byte 0 picks an option of options.def; the rest is the value text.
+ * Checks kp_parse_int against an independent oracle written from the
+ * contract (an optional '-' and decimal digits, nothing else; 0, the special
+ * value, or min..max), and that kp_config_read, fed a whole environment made
+ * from the input, only ever yields values the contract allows. Any mismatch
+ * aborts. Built with -DKEEPALIVE_FUZZ=ON (clang).
+ */
+#include "keepalive.h"
+#include "parse.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const struct kp_variant kp_variant = {"parse_fuzz", "connect", KP_ON_ALL};
+
+struct spec {
+    const char *variable;
+    const char *alias;
+    long min, max;
+};
+
+static const struct spec specs[KP_OPTION_COUNT] = {
+#define KP_OPTION(id, variable, alias, min, max, dflt, optname, where) \
+    [KP_##id] = {variable, alias, min, max},
+#include "options.def"
+#undef KP_OPTION
+};
+
+/* The contract, written out plainly. */
+static int oracle(const char *text, long min, long max, long special, long *value)
+{
+    const char *p = text;
+    if (*p == '-')
+        p++;
+    if (*p == '\0')
+        return 0;
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9')
+            return 0;
+    errno = 0;
+    long long v = strtoll(text, NULL, 10);
+    if (errno == ERANGE)
+        return 0;
+    if (v == 0 || (special != 0 && v == special) || (v >= min && v <= max)) {
+        *value = (long)v;
+        return 1;
+    }
+    return 0;
+}
+
+static char *fuzz_env[2 * KP_OPTION_COUNT + 2][2];
+static size_t fuzz_env_count;
+
+static char *fuzz_get(const char *name)
+{
+    for (size_t i = 0; i < fuzz_env_count; i++)
+        if (strcmp(fuzz_env[i][0], name) == 0)
+            return fuzz_env[i][1];
+    return NULL;
+}
+
+static void check_config(const struct kp_config *c)
+{
+    for (int i = 0; i < KP_OPTION_COUNT; i++) {
+        int v = c->value[i];
+        if (v != 0 && (v < specs[i].min || v > specs[i].max))
+            abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    char *text = malloc(size);
+    memcpy(text, data + 1, size - 1);
+    text[size - 1] = '\0';
+
+    int i = data[0] % KP_OPTION_COUNT;
+    long special = (i == KP_USER_TIMEOUT) ? -1 : 0;
+    int parsed = 12345;
+    long expected = 0;
+    int ok = kp_parse_int(text, specs[i].min, specs[i].max, special, &parsed);
+    int want = oracle(text, specs[i].min, specs[i].max, special, &expected);
+    if (ok != want || (ok && parsed != expected) || (!ok && parsed != 12345))
+        abort();
+
+    bool valid;
+    bool off = kp_parse_off(text, &valid);
+    if (off && strcasecmp(text, "off") != 0)
+        abort();
+
+    /* A whole environment: the value under every name, NUL-separated pieces
+     * of the input under the next names. */
+    fuzz_env_count = 0;
+    char *piece = text;
+    for (int k = 0; k < KP_OPTION_COUNT; k++) {
+        fuzz_env[fuzz_env_count][0] = (char *)specs[k].variable;
+        fuzz_env[fuzz_env_count++][1] = piece;
+        if (specs[k].alias != NULL) {
+            fuzz_env[fuzz_env_count][0] = (char *)specs[k].alias;
+            fuzz_env[fuzz_env_count++][1] = text;
+        }
+        size_t len = strlen(piece);
+        if (piece + len < text + size - 1)
+            piece += len + 1;
+    }
+    fuzz_env[fuzz_env_count][0] = "KEEPALIVE";
+    fuzz_env[fuzz_env_count++][1] = text;
+    struct kp_config config;
+    kp_config_read(&config, fuzz_get, false);
+    check_config(&config);
+    if (config.enabled == off)
+        abort();
+    free(text);
+    return 0;
+}

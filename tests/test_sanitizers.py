@@ -1,0 +1,76 @@
+"""The integration tests again, against an ASan + UBSan build of the libraries,
+and a client under valgrind memcheck.
+
+The sanitizer run builds the libraries with -DKEEPALIVE_SANITIZE=address,undefined
+(any error aborts: -fno-sanitize-recover=all, abort_on_error) and reruns the
+socket-level test files in a nested pytest with KEEPALIVE_TEST_LIBDIR pointing
+at that build and the ASan runtime first in LD_PRELOAD, as the programs under
+test are not instrumented themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import clean_env, library, need_tool, reports, run, unavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+NESTED = ["test_options.py", "test_bad_input.py", "test_errno.py", "test_debug.py",
+          "test_untouched.py", "test_threads.py", "test_composition.py",
+          "test_python_client.py"]
+
+
+def test_integration_tests_under_asan_and_ubsan(tmp_path: Path) -> None:
+    if os.environ.get("KEEPALIVE_TEST_LIBDIR"):
+        pytest.skip("already the nested run")
+    cmake = need_tool("cmake")
+    cc = need_tool("gcc")
+    asan = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    if not os.path.isabs(asan):
+        unavailable("gcc has no ASan runtime (libasan)")
+    build = tmp_path / "asan"
+    for step in ([cmake, "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Debug",
+                  "-DKEEPALIVE_SANITIZE=address,undefined", "-DKEEPALIVE_WERROR=ON"],
+                 [cmake, "--build", str(build)]):
+        done = subprocess.run(step, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+    needed = run(["readelf", "-d", str(build / "libkeepalive.so")], clean_env()).stdout
+    assert "libasan" in needed
+    assert "libubsan" in needed
+    env = {**os.environ, "KEEPALIVE_TEST_LIBDIR": str(build),
+           "KEEPALIVE_TEST_PRELOAD_FIRST": os.path.realpath(asan),
+           "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:verify_asan_link_order=0",
+           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+    nested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             *NESTED], cwd=HERE, env=env, capture_output=True, text=True,
+                            timeout=1800)
+    summary = nested.stdout.strip().splitlines()[-1:]
+    print(f"\nsanitizer run: {summary}")
+    assert nested.returncode == 0, nested.stdout[-6000:] + nested.stderr[-3000:]
+    assert " passed" in nested.stdout
+    assert " failed" not in nested.stdout
+
+
+@pytest.mark.parametrize("variant", ["connect", "socket"])
+def test_valgrind_memcheck_clean(probe: str, listener: int, variant: str) -> None:
+    if os.environ.get("KEEPALIVE_TEST_PRELOAD_FIRST"):
+        pytest.skip("valgrind and ASan do not mix")
+    valgrind = need_tool("valgrind")
+    result = subprocess.run(
+        [valgrind, "-q", "--error-exitcode=99", "--leak-check=full",
+         "--errors-for-leak-kinds=definite,indirect", "--track-fds=no",
+         probe, "connect4", str(listener)],
+        capture_output=True, text=True, timeout=300,
+        env=clean_env(LD_PRELOAD=library(variant), TCP_KEEPIDLE="bad",
+                      LIBKEEPALIVE_DEBUG="1"))
+    assert result.returncode == 0, result.stderr
+    (report,) = reports(result.stdout)
+    assert report["SO_KEEPALIVE"] == 1  # the library was loaded and did its work
+    assert "==" not in result.stderr, result.stderr  # no valgrind report at all
