@@ -1,0 +1,194 @@
+"""The cost of interposition, measured against the floor.
+
+Run by bench/run (which builds and installs the package first). Prints a
+Markdown table: nanoseconds per operation (the median iteration of each run,
+then the median over alternating rounds),
+without the library, with each variant, and (TCP) with the same setsockopt
+calls made by hand; syscalls per operation counted exactly with strace; the
+import time of keepalive_preload; and the targets, met or missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import keepalive_preload
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPS = {  # op: (label, iterations per run)
+    "tcp": ("TCP socket+connect+close", 2000),
+    "udp": ("UDP socket+connect+close", 5000),
+    "unix": ("AF_UNIX socket+connect+close", 5000),
+    "accept": ("TCP connect+accept+close", 2000),
+    "spawn": ("process start-up (spawn /bin/true)", 400),
+}
+CONFIGS = ("none", "connect", "listen", "socket")
+#: The floors: the same setsockopt calls made by hand (TCP), and an empty
+#: preload library (process start-up: what loading any library costs).
+FLOORS = {"tcp": "manual", "spawn": "empty"}
+EMPTY_LIBRARY = ""
+
+
+def build(workdir: str) -> str:
+    global EMPTY_LIBRARY
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        sys.exit("bench: no C compiler")
+    out = os.path.join(workdir, "bench")
+    subprocess.run([cc, "-O2", "-pthread", "-o", out, os.path.join(HERE, "bench.c")],
+                   check=True)
+    EMPTY_LIBRARY = os.path.join(workdir, "libempty.so")
+    source = os.path.join(workdir, "empty.c")
+    with open(source, "w") as f:
+        f.write("int kp_bench_empty;\n")
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", EMPTY_LIBRARY, source], check=True)
+    return out
+
+
+def env_for(config: str) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if config == "empty":
+        env["LD_PRELOAD"] = EMPTY_LIBRARY
+    elif config not in ("none", "manual"):
+        env["LD_PRELOAD"] = keepalive_preload.path(config)
+    return env
+
+
+def time_op(bench: str, op: str, config: str, n: int) -> int:
+    argv = [bench, "tcp-manual" if config == "manual" else op, str(n)]
+    out = subprocess.run(argv, env=env_for(config), capture_output=True, text=True,
+                         check=True, timeout=600).stdout
+    return int(out)
+
+
+def syscalls(bench: str, op: str, config: str, workdir: str) -> dict[str, float]:
+    """Exact syscalls per op: (count at 2n - count at n) / n, under strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return {}
+    counts = []
+    n = 50 if op == "spawn" else 200
+    for iterations in (n, 2 * n):
+        trace = os.path.join(workdir, "trace")
+        argv = [bench, "tcp-manual" if config == "manual" else op, str(iterations)]
+        subprocess.run([strace, "-f", "-qq", "-o", trace, *argv], env=env_for(config),
+                       check=True, capture_output=True, timeout=600)
+        with open(trace) as f:
+            lines = [line for line in f if re.match(r"\d+ +\w+\(", line)
+                     and "resumed>" not in line]
+        names = [re.match(r"\d+ +(\w+)\(", line).group(1) for line in lines]  # type: ignore[union-attr]
+        counts.append({"total": len(names),
+                       "sockopt": sum(1 for x in names if x.endswith("sockopt"))})
+    return {key: (counts[1][key] - counts[0][key]) / n for key in counts[0]}
+
+
+def import_ms(rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        err = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                              "import keepalive_preload"], capture_output=True, text=True,
+                             check=True).stderr
+        for line in err.splitlines():
+            fields = [part.strip() for part in line.split("|")]
+            if len(fields) == 3 and fields[2] == "keepalive_preload":
+                times.append(int(fields[1]) / 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="keepalive-preload benchmark")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="alternating rounds per measurement (median taken)")
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="kp-bench-")
+    try:
+        bench = build(workdir)
+        rows = []
+        for op, (label, n) in OPS.items():
+            configs = (*CONFIGS, FLOORS[op]) if op in FLOORS else CONFIGS
+            samples: dict[str, list[int]] = {c: [] for c in configs}
+            for round_ in range(args.rounds):
+                order = configs if round_ % 2 == 0 else tuple(reversed(configs))
+                for config in order:
+                    samples[config].append(time_op(bench, op, config, n))
+            medians = {c: statistics.median(v) for c, v in samples.items()}
+            calls = {c: syscalls(bench, op, c, workdir) for c in configs}
+            rows.append((op, label, medians, calls))
+        report(rows, import_ms(max(args.rounds, 15)), args.rounds)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(rows: list[tuple[str, str, dict[str, float], dict[str, dict[str, float]]]],
+           import_time: float, rounds: int) -> None:
+    print(f"keepalive-preload {keepalive_preload.__version__} benchmark: ns per operation, "
+          f"median iteration, median of {rounds} alternating rounds (ratio to no library)\n")
+    header = ["operation", "no library", "connect", "listen", "socket", "floor"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for _, label, medians, _ in rows:
+        base = medians["none"]
+        cells = [label, f"{base:,.0f}"]
+        for config in ("connect", "listen", "socket", "floor"):
+            value = medians.get(config) or medians.get("manual") or medians.get("empty") \
+                if config == "floor" else medians[config]
+            cells.append(f"{value:,.0f} ({value / base:.2f}x)" if value else "—")
+        print("| " + " | ".join(cells) + " |")
+    print("\nfloor: TCP, the same setsockopt calls made by hand; start-up, an empty "
+          "preload library")
+    print("\nsystem calls per operation (of which setsockopt/getsockopt), strace -f:\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for _, label, _, calls in rows:
+        cells = [label]
+        for config in ("none", "connect", "listen", "socket", "floor"):
+            c = calls.get(config)
+            if config == "floor":
+                c = calls.get("manual") or calls.get("empty")
+            cells.append(f"{c['total']:g} ({c['sockopt']:g})" if c else "—")
+        print("| " + " | ".join(cells) + " |")
+
+    by_op = {op: (medians, calls) for op, _, medians, calls in rows}
+    tcp, tcp_calls = by_op["tcp"]
+    print("\ntargets:")
+    for variant in ("connect", "socket"):
+        ratio = tcp[variant] / tcp["manual"]
+        verdict = "met" if ratio <= 1.10 else "MISSED"
+        print(f"- TCP socket, {variant} variant vs the hand-made floor: {ratio:.3f}x "
+              f"(target <= 1.10x): {verdict}")
+    for op in ("udp", "unix"):
+        _, calls = by_op[op]
+        if not calls.get("none"):
+            print(f"- {op}: syscalls not counted (no strace)")
+            continue
+        for variant, allowed in (("socket", 0), ("connect", 1), ("listen", 1)):
+            extra = calls[variant]["total"] - calls["none"]["total"]
+            verdict = "met" if extra <= allowed else "MISSED"
+            print(f"- {op}, {variant} variant: {extra:+g} syscalls per socket "
+                  f"(target <= {allowed}): {verdict}")
+    if tcp_calls.get("none"):
+        for variant in ("connect", "socket"):
+            extra = tcp_calls[variant]["total"] - tcp_calls["manual"]["total"]
+            print(f"- TCP, {variant} variant vs the floor: {extra:+g} syscalls per socket "
+                  f"(target 0): {'met' if extra == 0 else 'MISSED'}")
+    spawn, spawn_calls = by_op["spawn"]
+    worst = max(spawn[v] / spawn["none"] for v in ("connect", "listen", "socket"))
+    print(f"- process start-up with the library loaded: {worst:.3f}x the time without "
+          f"(worst variant; target < 1.05x): {'met' if worst < 1.05 else 'MISSED'}; "
+          f"an empty preload library: {spawn['empty'] / spawn['none']:.3f}x")
+    if spawn_calls.get("none"):
+        extra = spawn_calls["socket"]["total"] - spawn_calls["empty"]["total"]
+        print(f"- start-up syscalls beyond loading an empty library: {extra:+g} per process")
+    print(f"- import keepalive_preload: {import_time:.2f} ms (median of -X importtime; "
+          f"target < 20 ms): {'met' if import_time < 20 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
