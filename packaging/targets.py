@@ -1,0 +1,57 @@
+"""The release targets: one table for the build scripts and the tests.
+
+Each is a zig target triple (packaging/toolchains/<triple>.cmake) with the
+wheel platform tag it is built for and, for glibc, the Debian and RPM
+architecture of its packages.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+
+class Target(NamedTuple):
+    triple: str  # zig target
+    machine: str  # ELF machine, as uname -m says it
+    libc: str  # "glibc" or "musl"
+    wheel_tag: str  # platform part of the wheel tag
+    policy: str  # what auditwheel show must report
+    deb: str | None = None  # Debian architecture (glibc only)
+    rpm: str | None = None  # RPM architecture (glibc only)
+
+
+TARGETS = {
+    t.triple: t
+    for t in (
+        Target("x86_64-linux-gnu.2.17", "x86_64", "glibc",
+               "manylinux_2_17_x86_64.manylinux2014_x86_64", "manylinux_2_17_x86_64",
+               "amd64", "x86_64"),
+        Target("aarch64-linux-gnu.2.17", "aarch64", "glibc",
+               "manylinux_2_17_aarch64.manylinux2014_aarch64", "manylinux_2_17_aarch64",
+               "arm64", "aarch64"),
+        Target("x86_64-linux-musl", "x86_64", "musl", "musllinux_1_2_x86_64",
+               "musllinux_1_2_x86_64"),
+        Target("aarch64-linux-musl", "aarch64", "musl", "musllinux_1_2_aarch64",
+               "musllinux_1_2_aarch64"),
+    )
+}
+PACKAGE_TARGETS = [t.triple for t in TARGETS.values() if t.deb]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def toolchain(triple: str) -> str:
+    return os.path.join(HERE, "toolchains", f"{triple}.cmake")
+
+
+def zig_env() -> dict[str, str]:
+    """os.environ with ZIG set: $ZIG, or the binary the ziglang package ships."""
+    env = dict(os.environ)
+    if "ZIG" not in env:
+        try:
+            import ziglang  # type: ignore[import-untyped]
+        except ImportError:
+            raise SystemExit("zig not found: pip install -r packaging/requirements-release.txt"
+                             ", or set ZIG") from None
+        env["ZIG"] = os.path.join(os.path.dirname(ziglang.__file__), "zig")
+    return env

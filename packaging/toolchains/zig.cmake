@@ -1,0 +1,60 @@
+# Cross-compile with `zig cc` (PyPI: ziglang, pinned in packaging/requirements-release.txt):
+# one x86_64 host builds for old glibc and for musl, on x86_64 and aarch64.
+#
+#   cmake -DCMAKE_TOOLCHAIN_FILE=packaging/toolchains/<target>.cmake ...
+#
+# Each <target>.cmake sets KEEPALIVE_ZIG_TARGET (a zig target triple such as
+# x86_64-linux-gnu.2.17) and includes this file. The zig executable is $ZIG,
+# else `zig` on PATH, else the one the ziglang package of `python3` ships.
+
+set(CMAKE_SYSTEM_NAME Linux)
+string(REGEX MATCH "^[^-]+" CMAKE_SYSTEM_PROCESSOR "${KEEPALIVE_ZIG_TARGET}")
+
+if(NOT ZIG)
+  if(DEFINED ENV{ZIG})
+    set(ZIG "$ENV{ZIG}")
+  else()
+    find_program(ZIG zig)
+  endif()
+  if(NOT ZIG)
+    execute_process(
+      COMMAND python3 -c "import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), 'zig'))"
+      OUTPUT_VARIABLE ZIG OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE found ERROR_QUIET)
+    if(NOT found EQUAL 0)
+      message(FATAL_ERROR "zig not found: pip install -r packaging/requirements-release.txt, or set ZIG")
+    endif()
+  endif()
+endif()
+set(ZIG "${ZIG}" CACHE FILEPATH "zig executable" FORCE)
+
+# CMake wants one executable per tool: small wrappers carry the subcommand and target.
+set(_kp_bin "${CMAKE_BINARY_DIR}/zig-${KEEPALIVE_ZIG_TARGET}")
+file(MAKE_DIRECTORY "${_kp_bin}")
+foreach(_kp_tool cc ar ranlib)
+  set(_kp_args "${_kp_tool}")
+  if(_kp_tool STREQUAL "cc")
+    set(_kp_args "cc -target ${KEEPALIVE_ZIG_TARGET}")
+  endif()
+  file(WRITE "${_kp_bin}/${_kp_tool}" "#!/bin/sh\nexec \"${ZIG}\" ${_kp_args} \"$@\"\n")
+  file(CHMOD "${_kp_bin}/${_kp_tool}" PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE
+       GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
+endforeach()
+set(CMAKE_C_COMPILER "${_kp_bin}/cc")
+set(CMAKE_AR "${_kp_bin}/ar" CACHE FILEPATH "" FORCE)
+set(CMAKE_RANLIB "${_kp_bin}/ranlib" CACHE FILEPATH "" FORCE)
+# The host's strip may not know the target's ELF machine: strip when linking
+# instead, and make `cmake --install --strip` a no-op.
+set(CMAKE_MODULE_LINKER_FLAGS_INIT "-s -Wl,--as-needed")
+set(CMAKE_STRIP "/bin/true" CACHE FILEPATH "" FORCE)
+set(CMAKE_TRY_COMPILE_PLATFORM_VARIABLES KEEPALIVE_ZIG_TARGET ZIG)
+
+# zig links musl's libc as "libc.so"; musllinux wheels (and Alpine's own
+# builds) name it libc.musl-<arch>.so.1. musl's loader takes any libc.* for
+# itself, so both load; CMakeLists.txt renames it with patchelf after linking.
+if(KEEPALIVE_ZIG_TARGET MATCHES "-musl")
+  set(KEEPALIVE_MUSL_LIBC "libc.musl-${CMAKE_SYSTEM_PROCESSOR}.so.1")
+endif()
+
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
