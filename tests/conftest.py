@@ -18,11 +18,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 import keepalive_preload
+
+if TYPE_CHECKING:
+    from netns import Hosts
 
 HELPERS = Path(__file__).parent / "helpers"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -258,6 +261,19 @@ def run_as_nobody(argv: list[str], **env: str) -> subprocess.CompletedProcess[st
     exec, so no other program (which would itself load LD_PRELOAD) runs."""
     return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
                           env=clean_env(**env), user=65534, group=65534, extra_groups=[])
+
+
+@pytest.fixture
+def hosts() -> Iterator[Hosts]:
+    """Two test hosts in network namespaces behind a switch (tests/netns.py);
+    torn down after the test, whatever happens."""
+    from netns import Hosts
+
+    net = Hosts()
+    try:
+        yield net
+    finally:
+        net.close()
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,15 +26,6 @@ PORT = 5001
 FAST = {"TCP_KEEPIDLE": "1", "TCP_KEEPINTVL": "1", "TCP_KEEPCNT": "2"}
 BOUND = 3.0
 SLACK = 1.0
-
-
-@pytest.fixture
-def hosts() -> Iterator[Hosts]:
-    net = Hosts()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 def read_event(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | None:

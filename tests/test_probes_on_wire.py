@@ -11,9 +11,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from conftest import clean_env, need_tool
 from netns import Hosts
@@ -21,15 +18,6 @@ from test_dead_peer import PORT, read_event, start_pair
 
 TOLERANCE = 0.2  # ±20 %
 LINE = re.compile(r"^(\d+\.\d+) IP (\S+)\.(\d+) > (\S+)\.(\d+): Flags \[([^\]]*)\].* length (\d+)")
-
-
-@pytest.fixture
-def hosts() -> Iterator[Hosts]:
-    net = Hosts()
-    try:
-        yield net
-    finally:
-        net.close()
 
 
 def start_capture(hosts: Hosts) -> subprocess.Popen[str]:
