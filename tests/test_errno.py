@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import errno
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import Client, clean_env, library, preload, reports, run
+from conftest import (
+    HELPERS,
+    ROOT,
+    Client,
+    clean_env,
+    library,
+    need_tool,
+    preload,
+    reports,
+    run,
+    unavailable,
+)
 
 VARIANTS = (None, "connect", "listen", "socket")
 
@@ -81,3 +94,20 @@ def test_failed_setsockopt_keeps_errno_of_successful_socket(probe: str,
     (report,) = reports(result.stdout)
     assert (report["ret"], report["errno"]) == (0, errno.EDOM)
     assert result.stderr == ""  # failures are silent without LIBKEEPALIVE_DEBUG
+
+
+def test_enosys_when_the_real_function_is_missing(tmp_path: Path) -> None:
+    """A front-end whose real function cannot be found fails with ENOSYS."""
+    src = ROOT / "src" / "c"
+    if not src.exists():
+        unavailable("runs from a source checkout (src/c)")
+    cc = need_tool("cc")
+    flags = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Werror", f"-I{src}"]
+    front = tmp_path / "connect.o"
+    subprocess.run([cc, *flags, "-Dconnect=kp_test_connect", "-Dkp_variant=kp_unused_variant",
+                    "-c", str(src / "connect.c"), "-o", str(front)], check=True, timeout=120)
+    program = tmp_path / "enosys"
+    core = [str(src / name) for name in ("config.c", "parse.c", "apply.c", "real.c", "log.c")]
+    subprocess.run([cc, *flags, "-o", str(program), str(HELPERS / "enosys.c"), str(front),
+                    *core, "-ldl"], check=True, timeout=120)
+    assert run([str(program)], clean_env()).stdout == "-1 1\n"
