@@ -118,13 +118,14 @@ def package(triple: str, outdir: Path, work: Path) -> list[Path]:
     epoch = source_date_epoch()
     stage_docs(stage, version, epoch)
     template = string.Template((ROOT / "packaging" / "nfpm.yaml").read_text())
+    glibc = glibc_requirement(libraries)
     built = []
     for packager in ("deb", "rpm"):
         config = work / f"nfpm-{triple}-{packager}.yaml"
         config.write_text(template.substitute(
             PKG_ARCH=target.deb if packager == "deb" else target.rpm,
             PKG_VERSION=version, PKG_STAGE=stage,
-            ROOT=ROOT, GLIBC_VERSION=glibc_requirement(libraries)))
+            ROOT=ROOT, GLIBC_VERSION=glibc))
         before = set(outdir.glob(f"*.{packager}"))
         subprocess.run([tool("nfpm"), "package", "--config", str(config), "--packager",
                         packager, "--target", str(outdir)], check=True,

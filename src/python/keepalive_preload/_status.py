@@ -7,6 +7,8 @@ import os
 import socket
 import struct
 
+from . import LIBRARIES
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -17,7 +19,6 @@ STATES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "F
           11: "CLOSING", 12: "NEW-SYN-RECV"}
 # The "tr" column of /proc/net/tcp (net/ipv4/tcp_ipv4.c, get_tcp4_sock).
 TIMERS = {0: None, 1: "retransmit", 2: "keepalive", 3: "time-wait", 4: "zero-window-probe"}
-LIBRARIES = ("libkeepalive.so", "libkeepalive_listen.so", "libkeepalive_socket.so")
 
 
 class StatusError(Exception):
@@ -79,7 +80,7 @@ def _preloaded(pid: int) -> list[str] | None:
             mapped = {line.split()[-1] for line in f if line.rstrip().endswith(".so")}
     except OSError:
         return None
-    return sorted({os.path.basename(p) for p in mapped} & set(LIBRARIES))
+    return sorted({os.path.basename(p) for p in mapped} & set(LIBRARIES.values()))
 
 
 def status(pid: int) -> dict[str, Any]:
