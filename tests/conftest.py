@@ -50,6 +50,16 @@ def need_tool(name: str) -> str:
     return found
 
 
+def output(*argv: str) -> str:
+    """The stdout of a tool that must succeed (skipped, or failed in CI, when
+    the tool is not installed)."""
+    need_tool(argv[0])
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise AssertionError(f"{argv}: {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """A minimal environment: no TCP_*/KEEP* variables inherited from the caller
     (the sanitizers' options are, for the sanitizer run)."""

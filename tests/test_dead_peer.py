@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-import keepalive_preload
-from conftest import HELPERS, clean_env
+from conftest import HELPERS, preload_env
 from netns import Hosts
 
 PEER = [sys.executable, str(HELPERS / "blocked_peer.py")]
@@ -40,24 +39,17 @@ def read_event(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | 
     return json.loads(line) if line else None
 
 
-def env_for(variant: str | None, **extra: str) -> dict[str, str]:
-    env = clean_env(**extra)
-    if variant is not None:
-        env["LD_PRELOAD"] = keepalive_preload.path(variant)
-    return env
-
-
 def start_pair(hosts: Hosts, blocked: str, variant: str | None,
                **extra: str) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
     """Server on host b, client on host a; the ``blocked`` end (client or
     server) runs with the variant; returns (blocked end, other end), both
     connected."""
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
-    server_env = env_for(variant if blocked == "server" else None, **extra)
+    server_env = preload_env(variant if blocked == "server" else None, **extra)
     server = hosts.start("b", [*PEER, "listen", hosts.addr["b"], str(PORT)], server_env,
                          **pipes)
     assert read_event(server, 10) == {"event": "listening"}
-    client_env = env_for(variant if blocked == "client" else None, **extra)
+    client_env = preload_env(variant if blocked == "client" else None, **extra)
     client = hosts.start("a", [*PEER, "connect", hosts.addr["b"], str(PORT)], client_env,
                          **pipes)
     for end in (client, server):

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
 import keepalive_preload
-from conftest import need_tool
+from conftest import output
 
 SYMBOLS = {"connect": "connect", "listen": "listen", "socket": "socket"}
 
 
-def tool_output(*argv: str) -> str:
-    need_tool(argv[0])
-    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
-
-
 @pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
 def test_exports_exactly_the_interposed_symbol(variant: str) -> None:
-    out = tool_output("nm", "-D", "--defined-only", keepalive_preload.path(variant))
+    out = output("nm", "-D", "--defined-only", keepalive_preload.path(variant))
     names = [line.split()[-1] for line in out.splitlines() if line.strip()]
     assert names == [SYMBOLS[variant]]
 
@@ -28,14 +22,14 @@ def test_exports_exactly_the_interposed_symbol(variant: str) -> None:
 @pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
 def test_export_is_unversioned(variant: str) -> None:
     # A named version node would not satisfy programs bound to connect@GLIBC_x.
-    out = tool_output("objdump", "-T", keepalive_preload.path(variant))
+    out = output("objdump", "-T", keepalive_preload.path(variant))
     line = next(line for line in out.splitlines() if line.endswith(" " + SYMBOLS[variant]))
     assert "Base" in line
 
 
 @pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
 def test_depends_on_libc_alone(variant: str) -> None:
-    out = tool_output("readelf", "-d", keepalive_preload.path(variant))
+    out = output("readelf", "-d", keepalive_preload.path(variant))
     needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", out)
     assert set(needed) <= {"libc.so.6", "libdl.so.2"}
     assert "libc.so.6" in needed
@@ -44,13 +38,13 @@ def test_depends_on_libc_alone(variant: str) -> None:
 @pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
 def test_hardened(variant: str) -> None:
     library = keepalive_preload.path(variant)
-    dynamic = tool_output("readelf", "-d", library)
+    dynamic = output("readelf", "-d", library)
     assert "BIND_NOW" in dynamic or "NOW" in dynamic  # -z now
-    headers = tool_output("readelf", "-lW", library)
+    headers = output("readelf", "-lW", library)
     assert "GNU_RELRO" in headers  # -z relro
     stack = next(line for line in headers.splitlines() if "GNU_STACK" in line)
     assert "RWE" not in stack  # -z noexecstack
-    symbols = tool_output("readelf", "-sW", library)
+    symbols = output("readelf", "-sW", library)
     assert "__stack_chk_fail" in symbols  # -fstack-protector-strong
     assert "_chk@" in symbols  # _FORTIFY_SOURCE (snprintf becomes __snprintf_chk)
 

@@ -23,6 +23,7 @@ from conftest import (
     Release,
     clean_env,
     need_tool,
+    output,
     privileged_copy,
     reports,
     run_as_nobody,
@@ -32,7 +33,7 @@ from conftest import (
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = {"x86_64": ("amd64", "x86_64"), "aarch64": ("arm64", "aarch64")}[os.uname().machine]
-LIBS = ("libkeepalive.so", "libkeepalive_listen.so", "libkeepalive_socket.so")
+LIBS = tuple(keepalive_preload.LIBRARIES.values())
 FILES = {f"/usr/lib/{lib}": 0o644 for lib in LIBS} | {
     "/usr/share/man/man7/keepalive-preload.7.gz": 0o644,
     "/usr/share/doc/keepalive-preload/changelog.gz": 0o644,
@@ -43,14 +44,6 @@ DEB_ONLY = {"/usr/share/doc/keepalive-preload/copyright": 0o644,
             "/usr/share/lintian/overrides/keepalive-preload": 0o644}
 RPM_ONLY = {"/usr/share/licenses/keepalive-preload/LICENSE": 0o644}
 VERSION = keepalive_preload.__version__
-
-
-def output(*argv: str, check: bool = True) -> str:
-    need_tool(argv[0])
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{argv}: {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="session")

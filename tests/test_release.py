@@ -24,6 +24,7 @@ from conftest import (
     Release,
     clean_env,
     need_tool,
+    output,
     reports,
     rerun_socket_level_tests,
     serve_one,
@@ -34,17 +35,10 @@ sys.path.insert(0, str(ROOT / "packaging"))
 from targets import TARGETS, Target
 
 VERSION = keepalive_preload.__version__
-LIBS = {"libkeepalive.so": "connect", "libkeepalive_listen.so": "listen",
-        "libkeepalive_socket.so": "socket"}
+LIBS = {name: variant for variant, name in keepalive_preload.LIBRARIES.items()}
 EM = {"x86_64": 62, "aarch64": 183}  # ELF e_machine
 WHEELS = {t.triple: f"keepalive_preload-{VERSION}-py3-none-{t.wheel_tag}.whl"
           for t in TARGETS.values()}
-
-
-def output(*argv: str) -> str:
-    need_tool(argv[0])
-    return subprocess.run(argv, capture_output=True, text=True, check=True,
-                          timeout=300).stdout
 
 
 def elf_machine(path: Path) -> int:
