@@ -15,11 +15,14 @@ processes are started and ended by PID.
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import select
 import subprocess
+import sys
 from typing import Any
 
-from conftest import unavailable
+from support import HELPERS, preload_env, unavailable
 
 _counter = itertools.count()
 
@@ -79,3 +82,41 @@ class Hosts:
             proc.wait(timeout=30)
         for name in self.ns.values():
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
+PEER = [sys.executable, str(HELPERS / "blocked_peer.py")]
+PORT = 5001
+# 1 s idle, then 2 probes 1 s apart: the bound is 1 + 1 * 2 = 3 s.
+FAST = {"TCP_KEEPIDLE": "1", "TCP_KEEPINTVL": "1", "TCP_KEEPCNT": "2"}
+BOUND = 3.0
+SLACK = 1.0
+
+
+def read_event(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | None:
+    """The next JSON line of proc, or None if none comes within timeout."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        return None
+    line = proc.stdout.readline()
+    return json.loads(line) if line else None
+
+
+def start_pair(hosts: Hosts, blocked: str, variant: str | None,
+               **extra: str) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """Server on host b, client on host a; the ``blocked`` end (client or
+    server) runs with the variant; returns (blocked end, other end), both
+    connected."""
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+    server_env = preload_env(variant if blocked == "server" else None, **extra)
+    server = hosts.start("b", [*PEER, "listen", hosts.addr["b"], str(PORT)], server_env,
+                         **pipes)
+    assert read_event(server, 10) == {"event": "listening"}
+    client_env = preload_env(variant if blocked == "client" else None, **extra)
+    client = hosts.start("a", [*PEER, "connect", hosts.addr["b"], str(PORT)], client_env,
+                         **pipes)
+    for end in (client, server):
+        event = read_event(end, 10)
+        assert event is not None
+        assert event["event"] == "connected"
+    return (client, server) if blocked == "client" else (server, client)

@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
-from conftest import DEFAULTS, Client, preload_env, run
+from support import DEFAULTS, Client, preload_env, run
+
+# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
+pytestmark = pytest.mark.socket_level
 
 BAD_IDLE = ["abc", "15s", "1.5", "-3", "0x10", " 15", "15 ", "+15", "", "-", "32768",
             "99999999999999999999999", "1e3", "15\n", "\u00e9", "--1"]

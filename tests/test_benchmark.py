@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import unavailable
+from support import unavailable
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench.py"
 

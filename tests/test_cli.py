@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import keepalive_preload
-from conftest import HELPERS, TIMEOUT, clean_env, unavailable
+from support import HELPERS, TIMEOUT, clean_env, unavailable
 
 SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))
 # Both entry points: the console script and python -m.

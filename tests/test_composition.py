@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import clean_env, compile_helper, library, preload, run
+from support import clean_env, compile_helper, library, preload, run
 
 OPTIONS = """
 import json, socket
@@ -26,6 +26,9 @@ print(json.dumps({"client": opts(cli), "accepted": opts(conn)}))
 
 FAMILY = OPTIONS + """
 import os, subprocess, sys
+
+# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
+pytestmark = pytest.mark.socket_level
 port = int(sys.argv[1])
 def connect():
     with socket.create_connection(("127.0.0.1", port)) as s:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from conftest import Client
+import pytest
+
+from support import Client
+
+# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
+pytestmark = pytest.mark.socket_level
 
 LINE = ("{lib}: fd {fd}: SO_KEEPALIVE=1 TCP_KEEPIDLE=15 TCP_KEEPINTVL=15 TCP_KEEPCNT=9 "
         "TCP_USER_TIMEOUT=150000")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
+from support import (
     HELPERS,
     ROOT,
     Client,
@@ -21,6 +21,9 @@ from conftest import (
     run,
     unavailable,
 )
+
+# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
+pytestmark = pytest.mark.socket_level
 
 VARIANTS = (None, "connect", "listen", "socket")
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import keepalive_preload
-from conftest import output
+from support import output
 
 SYMBOLS = {"connect": "connect", "listen": "listen", "socket": "socket"}
 

@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from conftest import DEFAULTS, Client
+from support import DEFAULTS, Client
+
+# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
+pytestmark = pytest.mark.socket_level
 
 # The variants that configure a client (connecting) socket, and a server's
 # accepted socket.

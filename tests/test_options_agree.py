@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Client
 from keepalive_preload import _options
+from support import Client
 
 OPTIONS_DEF = Path(__file__).resolve().parent.parent / "src" / "c" / "options.def"
 ROW = re.compile(r'^KP_OPTION\((\w+), "(\w+)", (?:"(\w+)"|NULL), (\w+), (\w+), (-?\d+), ')

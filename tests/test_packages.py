@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import keepalive_preload
-from conftest import (
+from support import (
     TIMEOUT,
     Release,
     clean_env,

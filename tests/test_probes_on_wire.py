@@ -12,9 +12,8 @@ import re
 import subprocess
 import time
 
-from conftest import clean_env, need_tool
-from netns import Hosts
-from test_dead_peer import PORT, read_event, start_pair
+from netns import PORT, Hosts, read_event, start_pair
+from support import clean_env, need_tool
 
 TOLERANCE = 0.2  # ±20 %
 LINE = re.compile(r"^(\d+\.\d+) IP (\S+)\.(\d+) > (\S+)\.(\d+): Flags \[([^\]]*)\].* length (\d+)")

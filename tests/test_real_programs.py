@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import TIMEOUT, clean_env, need_tool
+from support import TIMEOUT, clean_env, need_tool
 
 IDLE = 30
 SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import keepalive_preload
-from conftest import (
+from support import (
     DEFAULTS,
     ROOT,
     TIMEOUT,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
+from support import (
     clean_env,
     library,
     need_tool,

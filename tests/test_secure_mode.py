@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import (
+from support import (
     DEFAULTS,
     clean_env,
     compile_helper,

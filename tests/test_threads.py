@@ -7,7 +7,10 @@ import json
 
 import pytest
 
-from conftest import clean_env, compile_helper, library, preload, preload_env, run
+from support import clean_env, compile_helper, library, preload, preload_env, run
+
+# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
+pytestmark = pytest.mark.socket_level
 
 
 @pytest.fixture(scope="module")

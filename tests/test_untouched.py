@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Client, count_syscalls
+from support import Client, count_syscalls
+
+# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
+pytestmark = pytest.mark.socket_level
 
 VARIANTS = ("connect", "listen", "socket")
 CALLS = ("setsockopt", "getsockopt")

