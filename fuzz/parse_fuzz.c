@@ -25,12 +25,12 @@ const struct kp_variant kp_variant = {"parse_fuzz", "connect", KP_ON_ALL};
 struct spec {
     const char *variable;
     const char *alias;
-    long min, max;
+    long min, max, special;
 };
 
 static const struct spec specs[KP_OPTION_COUNT] = {
-#define KP_OPTION(id, variable, alias, min, max, dflt, optname, where) \
-    [KP_##id] = {variable, alias, min, max},
+#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, help) \
+    [KP_##id] = {variable, alias, min, max, special},
 #include "options.def"
 #undef KP_OPTION
 };
@@ -88,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size - 1] = '\0';
 
     int i = data[0] % KP_OPTION_COUNT;
-    long special = (i == KP_USER_TIMEOUT) ? -1 : 0;
+    long special = specs[i].special;
     int parsed = 12345;
     long expected = 0;
     int ok = kp_parse_int(text, specs[i].min, specs[i].max, special, &parsed);

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from support import Client, Release, compile_helper, preload_env, serve_one, unavailable
+from support import Client, Release, Server, compile_helper, unavailable
 
 if TYPE_CHECKING:
     from netns import Hosts
@@ -53,11 +53,8 @@ def client(probe: str) -> Client:
 
 
 @pytest.fixture
-def server(probe: str) -> Any:
-    def call(variant: str | None, family: str = "4",
-             **env: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-        return serve_one(probe, preload_env(variant, **env), family)
-    return call
+def server(probe: str) -> Server:
+    return Server(probe)
 
 
 @pytest.fixture

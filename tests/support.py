@@ -24,14 +24,15 @@ from typing import Any, NoReturn
 import pytest
 
 import keepalive_preload
+from keepalive_preload._options import BY_NAME, effective
 
 HELPERS = Path(__file__).parent / "helpers"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TIMEOUT = 30  # seconds, for any one helper process
 
-#: What the libraries set with no configuration at all.
-DEFAULTS = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 9,
-            "TCP_USER_TIMEOUT": 150000}
+#: What the libraries set with no configuration at all, from the option table.
+DEFAULTS = {"SO_KEEPALIVE": 1, **{o.variable: value for o, value in (
+    (BY_NAME[name], value) for name, value in effective({}).items()) if value != 0}}
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -149,6 +150,18 @@ def serve_one(probe: str | list[str], env: dict[str, str],
             proc.wait()
     accepted, listening = reports(out)
     return accepted, listening, err
+
+
+class Server:
+    """Runs the probe as a server under a variant, connects once, and returns
+    the accepted socket's report, the listener's report and stderr."""
+
+    def __init__(self, probe: str) -> None:
+        self.probe = probe
+
+    def __call__(self, variant: str | None, family: str = "4",
+                 **env: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+        return serve_one(self.probe, preload_env(variant, **env), family)
 
 
 def count_syscalls(argv: list[str], variant: str, names: tuple[str, ...],

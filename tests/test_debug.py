@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 
-from support import Client
+from support import Client, Server
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
 pytestmark = pytest.mark.socket_level
@@ -33,7 +32,7 @@ def test_debug_names_what_was_set(client: Client, listener: int) -> None:
     assert line.endswith(": SO_KEEPALIVE=1 TCP_KEEPINTVL=15 TCP_KEEPCNT=9 TCP_SYNCNT=2")
 
 
-def test_listen_debug_line(server: Any) -> None:
+def test_listen_debug_line(server: Server) -> None:
     _, _, stderr = server("listen", LIBKEEPALIVE_DEBUG="1")
     (line,) = stderr.splitlines()
     assert line.startswith("libkeepalive_listen: fd ")

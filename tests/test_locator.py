@@ -45,8 +45,9 @@ def test_version_matches_metadata() -> None:
 
 
 def test_unknown_variant() -> None:
-    with pytest.raises(ValueError, match=r"'client'.*connect, listen, socket"):
-        keepalive_preload.path("client")
+    with pytest.raises(ValueError, match=r"'udp'.*client \(connect\), server \(listen\), "
+                                         r"all \(socket\)"):
+        keepalive_preload.path("udp")
 
 
 def test_missing_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -93,9 +94,12 @@ def test_environ_does_not_modify_base() -> None:
         ("{lib}", "{lib}"),
         ("libfoo.so:{lib}", "libfoo.so:{lib}"),
         ("{lib} libfoo.so", "{lib} libfoo.so"),
+        # Our other libraries are replaced, wherever they come from.
+        ("/opt/x/libkeepalive_socket.so libfoo.so", "libfoo.so:{lib}"),
+        ("libkeepalive_listen.so:{lib}:libfoo.so", "libfoo.so:{lib}"),
     ],
 )
-def test_environ_keeps_preload_entries_without_duplicates(existing: str, expected: str) -> None:
+def test_environ_keeps_preload_entries_replaces_ours(existing: str, expected: str) -> None:
     lib = keepalive_preload.path()
     env = keepalive_preload.environ(base={"LD_PRELOAD": existing.format(lib=lib)})
     assert env["LD_PRELOAD"] == expected.format(lib=lib)

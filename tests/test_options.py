@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from support import DEFAULTS, Client
+from support import DEFAULTS, Client, Server
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
 pytestmark = pytest.mark.socket_level
@@ -38,7 +38,7 @@ def test_client_ipv6(client: Client, listener6: int, variant: str) -> None:
 
 @pytest.mark.parametrize("variant", SERVER_VARIANTS)
 @pytest.mark.parametrize("family", ["4", "6"])
-def test_accepted_socket_defaults(server: Any, variant: str, family: str) -> None:
+def test_accepted_socket_defaults(server: Server, variant: str, family: str) -> None:
     if family == "6":
         import socket
 
@@ -50,7 +50,7 @@ def test_accepted_socket_defaults(server: Any, variant: str, family: str) -> Non
     assert stderr == ""
 
 
-def test_connect_variant_leaves_server_alone(server: Any) -> None:
+def test_connect_variant_leaves_server_alone(server: Server) -> None:
     accepted, listening, _ = server("connect")
     assert accepted["SO_KEEPALIVE"] == 0
     assert listening["SO_KEEPALIVE"] == 0
@@ -94,7 +94,7 @@ def test_segment_options_exact_before_connect(client: Client) -> None:
 
 
 @pytest.mark.parametrize("variant", SERVER_VARIANTS)
-def test_server_custom_values(server: Any, variant: str) -> None:
+def test_server_custom_values(server: Server, variant: str) -> None:
     env = CUSTOM
     accepted, listening, _ = server(variant, TCP_DEFER_ACCEPT="5", **env)
     expected = {key: int(value) for key, value in env.items()}
@@ -103,7 +103,7 @@ def test_server_custom_values(server: Any, variant: str) -> None:
     assert listening["TCP_DEFER_ACCEPT"] > 0  # the kernel rounds to retransmissions
 
 
-def test_syncnt_only_on_client_side(server: Any, client: Client, listener: int) -> None:
+def test_syncnt_only_on_client_side(server: Server, client: Client, listener: int) -> None:
     _, listening, _ = server("listen", TCP_SYNCNT="3")
     baseline, _ = client(None, "connect4", str(listener))
     assert listening["TCP_SYNCNT"] == baseline["TCP_SYNCNT"]
@@ -139,14 +139,13 @@ def test_all_aliases(client: Client, listener: int) -> None:
 @pytest.mark.parametrize("value", ["off", "OFF", "Off"])
 @pytest.mark.parametrize("variant", CLIENT_VARIANTS)
 def test_keepalive_off(client: Client, listener: int, variant: str, value: str) -> None:
+    baseline, _ = client(None, "connect4", str(listener))
     report, stderr = client(variant, "connect4", str(listener), KEEPALIVE=value)
-    assert report["SO_KEEPALIVE"] == 0
-    assert report["TCP_USER_TIMEOUT"] == 0
-    assert report["TCP_KEEPIDLE"] != 15
+    assert report == baseline
     assert stderr == ""
 
 
-def test_keepalive_off_server(server: Any) -> None:
+def test_keepalive_off_server(server: Server) -> None:
     accepted, _, _ = server("listen", KEEPALIVE="off")
     assert accepted["SO_KEEPALIVE"] == 0
 

@@ -1,44 +1,43 @@
-"""The C libraries and the Python package hold the same option table.
+"""The option table (src/c/options.def, written into the package as _table.py)
+is what the libraries, the API and the command line all do.
 
-Read from the source (src/c/options.def) and checked against behaviour: each
-boundary the Python table names is accepted or refused by the real library.
+Each row is checked against the real library: every boundary is accepted or
+refused as the table says, the alias is read, and exactly the variants the
+row names apply it; environ() takes exactly the table's options.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import inspect
 
 import pytest
 
+import keepalive_preload
 from keepalive_preload import _options
-from support import Client
+from support import Client, Server
 
-OPTIONS_DEF = Path(__file__).resolve().parent.parent / "src" / "c" / "options.def"
-ROW = re.compile(r'^KP_OPTION\((\w+), "(\w+)", (?:"(\w+)"|NULL), (\w+), (\w+), (-?\d+), ')
+pytestmark = pytest.mark.socket_level
 
-
-def c_table() -> dict[str, tuple[int, int, int]]:
-    if not OPTIONS_DEF.exists():
-        pytest.skip("runs from a source checkout (src/c/options.def)")
-    table = {}
-    for line in OPTIONS_DEF.read_text().splitlines():
-        match = ROW.match(line)
-        if match:
-            _, variable, _, low, high, default = match.groups()
-            table[variable] = (int(low), 2**31 - 1 if high == "INT_MAX" else int(high),
-                               int(default))
-    return table
+OPTIONS = _options.OPTIONS
 
 
-def test_same_variables_and_ranges() -> None:
-    table = c_table()
-    assert set(table) == {o.variable for o in _options.OPTIONS}
-    for option in _options.OPTIONS:
-        assert table[option.variable][:2] == (option.minimum, option.maximum), option.variable
+def test_environ_keywords_are_the_table() -> None:
+    parameters = inspect.signature(keepalive_preload.environ).parameters.values()
+    keywords = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    assert keywords == [o.name for o in OPTIONS] + ["debug", "base"]
+    for option in OPTIONS:
+        assert f"``{option.name}`` (``{option.variable}``" in (keepalive_preload.environ.__doc__
+                                                                or "")
 
 
-@pytest.mark.parametrize("option", _options.OPTIONS, ids=lambda o: o.variable)
+def test_variants_are_the_table() -> None:
+    assert tuple(_options.LIBRARIES) == keepalive_preload.VARIANTS
+    assert set(_options.WORDS.values()) == {"client", "server", "all"}
+    for variant, word in _options.WORDS.items():
+        assert keepalive_preload.path(word) == keepalive_preload.path(variant)
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.variable)
 def test_library_accepts_exactly_what_python_accepts(client: Client, option: _options.Option,
                                                      listener: int) -> None:
     candidates = [option.minimum - 1, option.minimum, option.maximum, option.maximum + 1, -1, 0]
@@ -50,3 +49,34 @@ def test_library_accepts_exactly_what_python_accepts(client: Client, option: _op
             python_accepts = False
         _, stderr = client("socket", "socket", **{option.variable: str(value)})
         assert (stderr == "") == python_accepts, (option.variable, value, stderr)
+
+
+def a_value(option: _options.Option) -> int:
+    """A valid value that no default and no system default is likely to equal."""
+    return {"bytes": 1000 if option.maximum <= 32767 else 20000}.get(
+        option.unit, min(option.maximum, option.minimum + 6))
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.variable)
+@pytest.mark.parametrize("variant", _options.VARIANTS)
+def test_variants_apply_exactly_their_options(client: Client, server: Server,
+                                              option: _options.Option, variant: str,
+                                              listener: int) -> None:
+    value = a_value(option)
+    env = {option.variable: str(value), "LIBKEEPALIVE_DEBUG": "1"}
+    if variant == "listen":
+        _, _, stderr = server(variant, **env)
+    else:
+        _, stderr = client(variant, "connect4", str(listener), **env)
+    assert (f"{option.variable}={value}" in stderr) == (variant in option.variants), stderr
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.alias], ids=lambda o: o.alias)
+def test_alias_is_read_and_loses_to_the_name(client: Client, option: _options.Option,
+                                             listener: int) -> None:
+    assert option.alias is not None
+    report, _ = client("socket", "connect4", str(listener), **{option.alias: "7"})
+    assert report[option.variable] == 7
+    report, _ = client("socket", "connect4", str(listener),
+                       **{option.alias: "7", option.variable: "8"})
+    assert report[option.variable] == 8

@@ -14,7 +14,7 @@ struct kp_sockopt {
 };
 
 static const struct kp_sockopt kp_sockopts[KP_OPTION_COUNT] = {
-#define KP_OPTION(id, variable, alias, min, max, dflt, optname, where) \
+#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, help) \
     [KP_##id] = {#optname, optname, where},
 #include "options.def"
 #undef KP_OPTION

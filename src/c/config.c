@@ -13,12 +13,13 @@ struct kp_spec {
     const char *alias;
     long min;
     long max;
+    long special;
     int fallback;
 };
 
 static const struct kp_spec kp_specs[KP_OPTION_COUNT] = {
-#define KP_OPTION(id, variable, alias, min, max, dflt, optname, where) \
-    [KP_##id] = {variable, alias, min, max, dflt},
+#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, help) \
+    [KP_##id] = {variable, alias, min, max, special, dflt},
 #include "options.def"
 #undef KP_OPTION
 };
@@ -81,17 +82,17 @@ void kp_config_read(struct kp_config *config, char *(*get)(const char *), bool w
             }
             if (text == NULL)
                 continue;
-            long special = (i == KP_USER_TIMEOUT) ? -1 : 0;
-            if (kp_parse_int(text, s->min, s->max, special, &config->value[i]) || !warn)
+            if (kp_parse_int(text, s->min, s->max, s->special, &config->value[i]) || !warn)
                 continue;
             char shown[68];
             kp_printable(shown, sizeof shown, text);
+            const char *specials = s->special == KP_DERIVE ? "-1 (derive), 0 (system default)"
+                                                           : "0 (system default)";
             kp_log("ignoring %s='%s': expected %s or a whole number in %ld..%ld; using %d", name,
-                   shown, special ? "-1 (derive), 0 (system default)" : "0 (system default)",
-                   s->min, s->max, s->fallback);
+                   shown, specials, s->min, s->max, s->fallback);
         }
     }
-    if (config->value[KP_USER_TIMEOUT] == -1)
+    if (config->value[KP_USER_TIMEOUT] == KP_DERIVE)
         config->value[KP_USER_TIMEOUT] = kp_derive_user_timeout(config->value);
 }
 

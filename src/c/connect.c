@@ -4,8 +4,6 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-const struct kp_variant kp_variant = {"libkeepalive", "connect", KP_ON_CONNECT};
-
 typedef int (*kp_connect_fn)(int, const struct sockaddr *, socklen_t);
 
 __attribute__((visibility("default"))) int connect(int fd, const struct sockaddr *addr,

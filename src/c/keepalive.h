@@ -4,16 +4,22 @@
 
 #include <stdbool.h>
 
-/* Which interposed call a library serves; options say where they apply. */
-enum {
-    KP_ON_CONNECT = 1u << 0,
-    KP_ON_LISTEN = 1u << 1,
-    KP_ON_SOCKET = 1u << 2,
-    KP_ON_ALL = KP_ON_CONNECT | KP_ON_LISTEN | KP_ON_SOCKET,
+/* The variants (variants.def); options say in which ones they apply. */
+enum kp_variant_index {
+#define KP_VARIANT(symbol, library, word, help) KP_VARIANT_##symbol,
+#include "variants.def"
+#undef KP_VARIANT
+    KP_VARIANT_COUNT
 };
+#define KP_ON(symbol) (1u << KP_VARIANT_##symbol)
+#define KP_ON_ALL ((1u << KP_VARIANT_COUNT) - 1u)
+
+/* TCP_USER_TIMEOUT's special value: derive it from the keepalive timers. */
+#define KP_DERIVE (-1)
 
 enum kp_option {
-#define KP_OPTION(id, variable, alias, min, max, dflt, optname, where) KP_##id,
+#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, help) \
+    KP_##id,
 #include "options.def"
 #undef KP_OPTION
     KP_OPTION_COUNT
@@ -27,11 +33,12 @@ struct kp_config {
     int value[KP_OPTION_COUNT];
 };
 
-/* Defined by each front-end (connect.c, listen.c, socket.c). */
+/* Which library this is: variant.c, compiled into each library with the
+ * row of variants.def that CMake passes as KP_SYMBOL and KP_LIBRARY. */
 struct kp_variant {
     const char *library; /* "libkeepalive", for messages */
     const char *symbol;  /* the interposed function */
-    unsigned where;      /* KP_ON_* */
+    unsigned where;      /* KP_ON(symbol) */
 };
 extern const struct kp_variant kp_variant;
 
@@ -50,8 +57,9 @@ void *kp_real(void);
 /*
  * Apply the configuration to `fd`. `known_tcp` says the caller already knows
  * fd is a TCP socket; otherwise the first TCP-level setsockopt doubles as
- * the test and nothing more is done if it fails with ENOPROTOOPT or
- * EOPNOTSUPP. errno is preserved.
+ * the test, and nothing more is done if it fails with an error that says
+ * "not a TCP socket" (ENOPROTOOPT, EOPNOTSUPP) or "not a socket" (EBADF,
+ * ENOTSOCK). errno is preserved.
  */
 void kp_apply(int fd, bool known_tcp);
 

@@ -5,8 +5,6 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-const struct kp_variant kp_variant = {"libkeepalive_listen", "listen", KP_ON_LISTEN};
-
 typedef int (*kp_listen_fn)(int, int);
 
 __attribute__((visibility("default"))) int listen(int fd, int backlog)

@@ -6,8 +6,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-const struct kp_variant kp_variant = {"libkeepalive_socket", "socket", KP_ON_SOCKET};
-
 typedef int (*kp_socket_fn)(int, int, int);
 
 /* TCP is told from the arguments alone: no extra system call. */

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-const struct kp_variant kp_variant = {"enosys", "kp_no_such_function", KP_ON_CONNECT};
+const struct kp_variant kp_variant = {"enosys", "kp_no_such_function", KP_ON(connect)};
 
 int kp_test_connect(int fd, const struct sockaddr *addr, socklen_t len);
 

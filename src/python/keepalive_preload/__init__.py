@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ._options import BY_NAME, VARIANTS
+from ._options import BY_NAME, LIBRARIES, OPTIONS, VARIANTS, variant_name
 from ._version import __version__
 
 TYPE_CHECKING = False
@@ -20,34 +20,20 @@ if TYPE_CHECKING:
 
 __all__ = ["LIBRARIES", "VARIANTS", "__version__", "environ", "path"]
 
-#: The library file of each variant: what it interposes and where it applies.
-LIBRARIES = {
-    "connect": "libkeepalive.so",  # connect(2): outbound connections
-    "listen": "libkeepalive_listen.so",  # listen(2): every accepted connection
-    "socket": "libkeepalive_socket.so",  # socket(2): every TCP socket
-}
-
 _LIB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
-
-
-def _check_variant(variant: str) -> str:
-    if variant not in LIBRARIES:
-        raise ValueError(
-            f"unknown variant {variant!r}; expected one of: {', '.join(VARIANTS)}"
-        )
-    return LIBRARIES[variant]
 
 
 def path(variant: str = "connect") -> str:
     """Return the absolute path of the bundled library for ``variant``.
 
-    ``variant`` is ``"connect"`` (``libkeepalive.so``), ``"listen"``
-    (``libkeepalive_listen.so``) or ``"socket"`` (``libkeepalive_socket.so``).
+    ``variant`` is one of ``VARIANTS`` (the interposed call: ``"connect"``,
+    ``"listen"``, ``"socket"``) or the command line's word for it
+    (``"client"``, ``"server"``, ``"all"``); ``LIBRARIES`` names the files.
 
     Raises ``ValueError`` for an unknown variant and ``FileNotFoundError`` when
     the installation has lost the file.
     """
-    library = os.path.join(_LIB_DIR, _check_variant(variant))
+    library = os.path.join(_LIB_DIR, LIBRARIES[variant_name(variant)])
     if not os.path.isfile(library):
         raise FileNotFoundError(
             errno.ENOENT,
@@ -59,16 +45,22 @@ def path(variant: str = "connect") -> str:
 
 
 def _preload(current: str, library: str) -> str:
-    """``current`` (an LD_PRELOAD value) with ``library`` appended once."""
+    """``current`` (an LD_PRELOAD value) with ``library`` added once: entries
+    that are not ours are kept in their order, our other libraries (any path
+    with one of our file names) are replaced."""
     if any(ch in library for ch in " :\t\n"):
         raise ValueError(
             f"LD_PRELOAD cannot carry the path {library!r}: it contains a space or colon; "
             "install keepalive-preload in a directory without them"
         )
+    ours = set(LIBRARIES.values())
     entries = current.replace(":", " ").split()
-    if library in entries:
-        return current
-    return f"{current}:{library}" if entries else library
+    kept = [e for e in entries if e == library or os.path.basename(e) not in ours]
+    if kept == entries:  # nothing else of ours: keep the value as it was written
+        if library in entries:
+            return current
+        return f"{current}:{library}" if entries else library
+    return ":".join([e for e in kept if e != library] + [library])
 
 
 def environ(
@@ -85,36 +77,19 @@ def environ(
     debug: bool = False,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Return a copy of ``base`` (default: ``os.environ``) that preloads ``variant``.
-
-    The library is appended to ``LD_PRELOAD`` (entries already there are kept,
-    and it is not added twice). Each option that is not ``None`` is set in its
-    environment variable: ``idle`` (``TCP_KEEPIDLE``, s), ``interval``
-    (``TCP_KEEPINTVL``, s), ``count`` (``TCP_KEEPCNT``), ``user_timeout``
-    (``TCP_USER_TIMEOUT``, ms; -1 derives it), ``syn_count`` (``TCP_SYNCNT``),
-    ``defer_accept`` (``TCP_DEFER_ACCEPT``, s), ``maxseg`` (``TCP_MAXSEG``),
-    ``window_clamp`` (``TCP_WINDOW_CLAMP``). 0 leaves the system default.
-    ``debug`` sets ``LIBKEEPALIVE_DEBUG=1``.
-
-    Raises ``ValueError`` for an unknown variant, a value out of range (the
-    message names the variable and the range) or an option that the variant
-    does not apply.
-    """
-    values = {
-        "idle": idle, "interval": interval, "count": count, "user_timeout": user_timeout,
-        "syn_count": syn_count, "defer_accept": defer_accept, "maxseg": maxseg,
-        "window_clamp": window_clamp,
-    }
-    library = path(variant)
+    given = locals()
+    values = {o.name: given[o.name] for o in OPTIONS}
+    symbol = variant_name(variant)
+    library = path(symbol)
     env = dict(os.environ if base is None else base)
     for name, value in values.items():
         if value is None:
             continue
         option = BY_NAME[name]
         option.check(value)
-        if variant not in option.variants:
+        if symbol not in option.variants:
             raise ValueError(
-                f"{name} ({option.variable}) has no effect with the {variant!r} variant; "
+                f"{name} ({option.variable}) has no effect with the {symbol!r} variant; "
                 f"it applies to: {', '.join(option.variants)}"
             )
         env[option.variable] = str(value)
@@ -122,3 +97,22 @@ def environ(
         env["LIBKEEPALIVE_DEBUG"] = "1"
     env["LD_PRELOAD"] = _preload(env.get("LD_PRELOAD", ""), library)
     return env
+
+
+environ.__doc__ = """Return a copy of ``base`` (default: ``os.environ``) that preloads ``variant``.
+
+    ``variant`` is named as for ``path()``. The library is added to
+    ``LD_PRELOAD``: entries already there are kept, our other libraries are
+    replaced, and it is not added twice. Each option that is not ``None`` is
+    set in its environment variable (0 leaves the system default):
+
+""" + "".join(
+    f"    - ``{o.name}`` (``{o.variable}``, {o.unit}, {o.allowed()}; default "
+    f"{o.describe_default()}): {o.help}\n" for o in OPTIONS
+) + """
+    ``debug`` sets ``LIBKEEPALIVE_DEBUG=1``.
+
+    Raises ``ValueError`` for an unknown variant, a value out of range (the
+    message names the variable and the range) or an option that the variant
+    does not apply.
+    """

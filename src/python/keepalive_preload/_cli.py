@@ -10,7 +10,7 @@ import sys
 
 from . import environ, path
 from ._exec import CommandError, is_static_elf, privilege_change, resolve
-from ._options import OPTIONS, VARIANTS
+from ._options import LIBRARIES, OPTIONS, REACHES, VARIANTS, WORDS, variant_name
 from ._status import StatusError, format_status, status
 from ._version import __version__
 
@@ -20,15 +20,14 @@ if TYPE_CHECKING:
 
 PROG = "keepalive-preload"
 
-EXAMPLES = f"""\
-examples:
-  {PROG} run -- redis-cli -h cache monitor       keepalive on every TCP socket
-  {PROG} run --client --idle 30 -- psql -h db     outbound connections only
-  {PROG} run --server --idle 60 -- memcached      every accepted connection
-  eval "$({PROG} env --idle 30)"; COMMAND          the same, in this shell
-  {PROG} status 1234                              check a running process
-  LD_PRELOAD=$({PROG} path) COMMAND               the library itself
-"""
+EXAMPLES = "examples:\n" + "".join(f"  {line:<48} {what}\n" for line, what in (
+    (f"{PROG} run -- redis-cli -h cache monitor", "keepalive on every TCP socket"),
+    (f"{PROG} run --client --idle 30 -- psql -h db", "outbound connections only"),
+    (f"{PROG} run --server --idle 60 -- memcached", "every accepted connection"),
+    (f'eval "$({PROG} env --idle 30)"; COMMAND', "the same, in this shell"),
+    (f"{PROG} status 1234", "check a running process"),
+    (f"LD_PRELOAD=$({PROG} path) COMMAND", "the library itself"),
+))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,25 +47,40 @@ def _typed(parse: Callable[[str], int]) -> Callable[[str], int]:
     return convert
 
 
+#: The variant of run, env, apply and cgroup attach when none is named.
+DEFAULT_VARIANT = "socket"
+
+
 def _add_preload_options(parser: argparse.ArgumentParser) -> None:
+    """The variant flags (--client, --server, --all) and one flag per option."""
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--client", dest="variant", action="store_const", const="connect",
-                       help="outbound connections only (libkeepalive.so, connect)")
-    which.add_argument("--server", dest="variant", action="store_const", const="listen",
-                       help="accepted connections only (libkeepalive_listen.so, listen)")
-    which.add_argument("--all", dest="variant", action="store_const", const="socket",
-                       help="every TCP socket (libkeepalive_socket.so, socket; the default)")
-    parser.set_defaults(variant="socket")
+    for variant in VARIANTS:
+        default = "; the default" if variant == DEFAULT_VARIANT else ""
+        which.add_argument(f"--{WORDS[variant]}", dest="variant", action="store_const",
+                           const=variant, help=f"{REACHES[variant]} ({LIBRARIES[variant]}, "
+                           f"{variant}{default})")
+    parser.set_defaults(variant=DEFAULT_VARIANT)
     for option in OPTIONS:
         parser.add_argument(option.flag, dest=option.name, type=_typed(option.parse),
                             metavar=option.metavar,
-                            help=f"{option.help}; {option.allowed()} "
-                                 f"[{option.variable}]")
+                            help=f"{option.help}; {option.allowed()}, default "
+                                 f"{option.describe_default()} [{option.variable}]")
     parser.add_argument("--debug", action="store_true",
                         help="print what is set on each socket to stderr [LIBKEEPALIVE_DEBUG]")
 
 
+def check_variant_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse, in the words of the command line, an option the chosen variant
+    does not apply (--syn-count with --server)."""
+    for option in OPTIONS:
+        if getattr(args, option.name) is not None and args.variant not in option.variants:
+            where = " and ".join(f"--{WORDS[v]}" for v in option.variants)
+            parser.error(f"{option.flag} has no effect with --{WORDS[args.variant]}; "
+                         f"it applies to {where}")
+
+
 def _environment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, str]:
+    check_variant_options(args, parser)
     values = {o.name: getattr(args, o.name) for o in OPTIONS}
     try:
         return environ(args.variant, debug=args.debug, **values)
@@ -75,12 +89,19 @@ def _environment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
         raise  # not reached
 
 
+def _variant_word(text: str) -> str:
+    try:
+        return variant_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog=PROG, description="Turn on TCP keepalive for any dynamically "
                      "linked program, with LD_PRELOAD.", epilog=EXAMPLES,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     commands.required = True
 
     run = commands.add_parser("run", help="run COMMAND with the library preloaded",
@@ -95,8 +116,11 @@ def _parser() -> _Parser:
     _add_preload_options(env)
 
     where = commands.add_parser("path", help="print the path of a library",
-                                description="Print the absolute path of the library.")
-    where.add_argument("variant", nargs="?", default="connect", choices=VARIANTS)
+                                description="Print the absolute path of the library of "
+                                "VARIANT: " + ", ".join(f"{WORDS[v]} or {v} ({LIBRARIES[v]})"
+                                                        for v in VARIANTS) + ".")
+    where.add_argument("variant", nargs="?", default=VARIANTS[0], type=_variant_word,
+                       metavar="VARIANT")
 
     check = commands.add_parser("status", help="show the TCP sockets of a running process",
                                 description="Show each TCP socket of process PID with its "

@@ -1,54 +1,85 @@
-"""The options the preload libraries read, with their ranges: one table that
-the API and the command line both validate against.
+"""The options the preload libraries read and the variants that read them.
 
-The C libraries keep the same table in ``src/c/options.def``;
-``tests/test_options_agree.py`` checks that the two agree.
+Both come from ``_table``, which CMake writes at build time from
+``src/c/options.def`` and ``src/c/variants.def``: the C libraries, this
+package, the command line and the tests' expectations share one table.
 """
 
 from __future__ import annotations
 
 import re
 
-VARIANTS = ("connect", "listen", "socket")
+from . import _table
+
+#: The variants, by the name of the call each interposes.
+VARIANTS = tuple(row[0] for row in _table.VARIANTS)
+#: The library file of each variant.
+LIBRARIES = {row[0]: row[1] for row in _table.VARIANTS}
+#: The command line's word for each variant (``--client``, ``path client``).
+WORDS = {row[0]: row[2] for row in _table.VARIANTS}
+#: What each variant reaches, in words.
+REACHES = {row[0]: row[3] for row in _table.VARIANTS}
 
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+\Z")
 _METAVARS = {"seconds": "S", "ms": "MS", "probes": "N", "retries": "N", "bytes": "BYTES"}
+_SPECIAL_WORDS = {-1: "-1 (derive)", 0: "0 (system default)"}
+
+
+def variant_name(name: str) -> str:
+    """The variant ``name`` means: a call name (``connect``) or the command
+    line's word for it (``client``). Raises ``ValueError`` listing both."""
+    if name in LIBRARIES:
+        return name
+    for variant, word in WORDS.items():
+        if name == word:
+            return variant
+    valid = ", ".join(f"{WORDS[v]} ({v})" for v in VARIANTS)
+    raise ValueError(f"unknown variant {name!r}; expected one of: {valid}")
 
 
 class Option:
-    """One environment variable the libraries read."""
+    """One environment variable the libraries read (a row of options.def)."""
 
-    __slots__ = ("default", "flag", "help", "maximum", "metavar", "minimum", "name", "special",
-                 "unit", "variable", "variants")
+    __slots__ = ("alias", "default", "flag", "help", "maximum", "metavar", "minimum", "name",
+                 "special", "unit", "variable", "variants")
 
     def __init__(
         self,
         name: str,
         variable: str,
+        alias: str | None,
         minimum: int,
         maximum: int,
-        unit: str,
+        special: int,
         default: int,
+        unit: str,
+        variants: tuple[str, ...] | None,
         help: str,
-        special: tuple[int, ...] = (0,),
-        variants: tuple[str, ...] = VARIANTS,
     ) -> None:
         self.name = name
         self.variable = variable
+        self.alias = alias
         self.flag = "--" + name.replace("_", "-")
         self.minimum = minimum
         self.maximum = maximum
-        self.unit = unit
+        #: The values accepted outside minimum..maximum: 0, and the row's special one.
+        self.special = (special, 0) if special else (0,)
         self.default = default
+        self.unit = unit
         self.metavar = _METAVARS[unit]
+        self.variants = VARIANTS if variants is None else variants
         self.help = help
-        self.special = special
-        self.variants = variants
 
     def allowed(self) -> str:
         """The accepted values, in words: ``0 (system default) or 1..32767``."""
-        words = {-1: "-1 (derive)", 0: "0 (system default)"}
-        return ", ".join(words[v] for v in self.special) + f" or {self.minimum}..{self.maximum}"
+        words = ", ".join(_SPECIAL_WORDS[v] for v in self.special)
+        return f"{words} or {self.minimum}..{self.maximum}"
+
+    def describe_default(self) -> str:
+        """The default, in words: ``15``, ``-1 (derive)`` or ``system``."""
+        if self.default == 0:
+            return "system"
+        return _SPECIAL_WORDS.get(self.default, str(self.default))
 
     def in_range(self, value: int) -> bool:
         return value in self.special or self.minimum <= value <= self.maximum
@@ -73,29 +104,9 @@ class Option:
 
 _INT_MAX = 2**31 - 1
 
-OPTIONS = (
-    Option("idle", "TCP_KEEPIDLE", 1, 32767, "seconds", 15,
-           "idle time before the first keepalive probe (default 15)"),
-    Option("interval", "TCP_KEEPINTVL", 1, 32767, "seconds", 15,
-           "time between unanswered probes (default 15)"),
-    Option("count", "TCP_KEEPCNT", 1, 127, "probes", 9,
-           "unanswered probes before the connection is dropped (default 9)"),
-    Option("user_timeout", "TCP_USER_TIMEOUT", 1, _INT_MAX, "ms", -1,
-           "how long sent data may stay unacknowledged; -1 derives it as "
-           "(idle + interval * count) * 1000 (default -1)", special=(-1, 0)),
-    Option("syn_count", "TCP_SYNCNT", 1, 127, "retries", 0,
-           "SYN retransmissions before connect gives up (default: system)",
-           variants=("connect", "socket")),
-    Option("defer_accept", "TCP_DEFER_ACCEPT", 1, _INT_MAX, "seconds", 0,
-           "wake the server only when data arrives, waiting up to this long (default: off)",
-           variants=("listen", "socket")),
-    Option("maxseg", "TCP_MAXSEG", 88, 32767, "bytes", 0,
-           "maximum segment size (default: system)"),
-    Option("window_clamp", "TCP_WINDOW_CLAMP", 1, _INT_MAX, "bytes", 0,
-           "bound on the advertised window (default: system)"),
-)
-
+OPTIONS = tuple(Option(*row) for row in _table.OPTIONS)
 BY_NAME = {option.name: option for option in OPTIONS}
+BY_VARIABLE = {option.variable: option for option in OPTIONS}
 
 
 def effective(values: dict[str, int | None]) -> dict[str, int]:
