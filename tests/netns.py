@@ -22,7 +22,7 @@ import subprocess
 import sys
 from typing import Any
 
-from support import HELPERS, preload_env, unavailable
+from support import HELPERS, preload_env, stop, unavailable
 
 _counter = itertools.count()
 
@@ -77,9 +77,7 @@ class Hosts:
 
     def close(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=30)
+            stop(proc)
         for name in self.ns.values():
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
 

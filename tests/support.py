@@ -127,6 +127,32 @@ class Client:
         return report, result.stderr
 
 
+def free_port() -> int:
+    """A loopback TCP port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Kill proc by PID if it still runs, reap it, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=TIMEOUT)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+@contextlib.contextmanager
+def ending(proc: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
+    """Yield proc; afterwards stop() it."""
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
 def serve_one(probe: str | list[str], env: dict[str, str],
               family: str = "4") -> tuple[dict[str, Any], dict[str, Any], str]:
     """Run the probe (a path, or a command line ending in one) as a server in
@@ -135,7 +161,7 @@ def serve_one(probe: str | list[str], env: dict[str, str],
     argv = [probe] if isinstance(probe, str) else probe
     proc = subprocess.Popen([*argv, "listen" + family], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with ending(proc):
         assert proc.stdout is not None
         first = proc.stdout.readline()
         if not first:
@@ -144,10 +170,6 @@ def serve_one(probe: str | list[str], env: dict[str, str],
         host = "::1" if family == "6" else "127.0.0.1"
         with socket.create_connection((host, port), timeout=TIMEOUT):
             out, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     accepted, listening = reports(out)
     return accepted, listening, err
 

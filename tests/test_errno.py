@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import socket
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from support import (
     ROOT,
     Client,
     clean_env,
+    free_port,
     library,
     need_tool,
     preload,
@@ -30,9 +30,7 @@ VARIANTS = (None, "connect", "listen", "socket")
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

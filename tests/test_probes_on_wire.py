@@ -57,10 +57,21 @@ def within(value: float, target: float) -> bool:
     return abs(value - target) <= TOLERANCE * target
 
 
-def test_answered_probes_keep_the_connection_up(hosts: Hosts) -> None:
+def captured_client(hosts: Hosts) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """A capture on host a, then a client there (idle 2 s, interval 1 s, 3
+    probes) connected to a server on host b: (capture, client)."""
     capture = start_capture(hosts)
     client, _ = start_pair(hosts, "client", "socket", TCP_KEEPIDLE="2", TCP_KEEPINTVL="1",
                            TCP_KEEPCNT="3")
+    return capture, client
+
+
+def gaps_between(handshake: float, keepalives: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in zip([handshake, *keepalives], keepalives)]
+
+
+def test_answered_probes_keep_the_connection_up(hosts: Hosts) -> None:
+    capture, client = captured_client(hosts)
     # ~7 s of idleness: probes at 2, 4 and 6 s, each answered.
     assert read_event(client, 7.0) is None  # still connected, nothing happened
     packets = stop_capture(capture)
@@ -68,7 +79,7 @@ def test_answered_probes_keep_the_connection_up(hosts: Hosts) -> None:
     sent = probes(packets, a)
     assert len(sent) >= 4, packets  # the handshake's ACK and three probes
     handshake, keepalives = sent[0], sent[1:4]
-    gaps = [later - earlier for earlier, later in zip([handshake, *keepalives], keepalives)]
+    gaps = gaps_between(handshake, keepalives)
     print(f"\nanswered probes every {', '.join(f'{g:.2f}' for g in gaps)} s (idle 2 s)")
     assert all(within(gap, 2.0) for gap in gaps), gaps
     replies = [t for t, src, flags, length in packets if src == b and flags == "."]
@@ -78,9 +89,7 @@ def test_answered_probes_keep_the_connection_up(hosts: Hosts) -> None:
 
 
 def test_unanswered_probes_every_interval(hosts: Hosts) -> None:
-    capture = start_capture(hosts)
-    client, _ = start_pair(hosts, "client", "socket", TCP_KEEPIDLE="2", TCP_KEEPINTVL="1",
-                           TCP_KEEPCNT="3")
+    capture, client = captured_client(hosts)
     hosts.link("b", up=False)
     event = read_event(client, 10)
     packets = stop_capture(capture)
@@ -88,7 +97,7 @@ def test_unanswered_probes_every_interval(hosts: Hosts) -> None:
     assert event["errno"] == "ETIMEDOUT"
     sent = probes(packets, hosts.addr["a"])
     handshake, keepalives = sent[0], sent[1:]
-    gaps = [later - earlier for earlier, later in zip([handshake, *keepalives], keepalives)]
+    gaps = gaps_between(handshake, keepalives)
     print(f"\nunanswered probes after {', '.join(f'{g:.2f}' for g in gaps)} s "
           f"(idle 2 s, then interval 1 s); dropped after {event['elapsed']:.2f} s")
     assert len(keepalives) >= 3, packets

@@ -18,10 +18,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, Optional, Tuple
 
 import pytest
 
-from support import TIMEOUT, clean_env, need_tool
+from support import TIMEOUT, clean_env, ending, free_port, need_tool
 
 IDLE = 30
 SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))
@@ -102,7 +103,7 @@ def run_client(name: str, preload: bool) -> tuple[str, int, tuple[str, float] | 
                     "--", *argv]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=clean_env())
-        try:
+        with ending(proc):
             assert proc.stdin is not None
             if on_stdin:
                 proc.stdin.write(REQUEST)
@@ -110,32 +111,30 @@ def run_client(name: str, preload: bool) -> tuple[str, int, tuple[str, float] | 
             timer = timer_of(f"dport = :{server.port}")
             server.release.set()
             out, _ = proc.communicate(timeout=TIMEOUT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         return out, proc.returncode, timer
     finally:
         server.close()
 
 
-@pytest.mark.parametrize("name", CLIENTS)
-def test_client_program(name: str) -> None:
-    plain = run_client(name, preload=False)
-    preloaded = run_client(name, preload=True)
+Outcome = Tuple[Any, int, Optional[Tuple[str, float]]]
+
+
+def assert_only_keepalive_added(name: str, plain: Outcome, preloaded: Outcome) -> None:
+    """Without the library no timer; with it a keepalive timer at IDLE; the
+    program's output and exit status the same either way."""
     assert plain[2] is None, f"{name} turned keepalive on by itself: {plain[2]}"
     assert preloaded[2] is not None
     kind, seconds = preloaded[2]
     assert kind == "keepalive"
     assert IDLE - 5 <= seconds <= IDLE
-    assert preloaded[:2] == plain[:2]  # same output, same exit status
+    assert preloaded[:2] == plain[:2]
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_client_program(name: str) -> None:
+    plain = run_client(name, preload=False)
+    assert_only_keepalive_added(name, plain, run_client(name, preload=True))
     assert "hello" in plain[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_redis(preload: bool) -> tuple[bytes, int, tuple[str, float] | None]:
@@ -150,7 +149,7 @@ def run_redis(preload: bool) -> tuple[bytes, int, tuple[str, float] | None]:
                 *argv]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=clean_env(), cwd="/tmp")
-    try:
+    with ending(proc):
         for _ in range(100):  # bounded: up to 10 s for it to listen
             try:
                 conn = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
@@ -165,19 +164,10 @@ def run_redis(preload: bool) -> tuple[bytes, int, tuple[str, float] | None]:
             timer = timer_of(f"sport = :{port}")
         proc.send_signal(signal.SIGTERM)
         status = proc.wait(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return reply, status, timer
 
 
 def test_server_program_redis() -> None:
     plain = run_redis(preload=False)
-    preloaded = run_redis(preload=True)
-    assert plain[2] is None, f"redis-server turned keepalive on by itself: {plain[2]}"
-    assert preloaded[2] is not None
-    kind, seconds = preloaded[2]
-    assert kind == "keepalive"
-    assert IDLE - 5 <= seconds <= IDLE
-    assert preloaded[:2] == plain[:2] == (b"+PONG\r\n", 0)
+    assert_only_keepalive_added("redis-server", plain, run_redis(preload=True))
+    assert plain[:2] == (b"+PONG\r\n", 0)

@@ -1,4 +1,5 @@
-/* log.c - one line on stderr, written without stdio (no locks, no allocation). */
+/* log.c - one line on stderr: formatted into a stack buffer and written with
+ * write(2), never through a FILE stream (no locks, no allocation). */
 #include "keepalive.h"
 
 #include <errno.h>
