@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import keepalive_preload
 from support import (
     HELPERS,
     ROOT,
@@ -25,7 +26,7 @@ from support import (
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
 pytestmark = pytest.mark.socket_level
 
-VARIANTS = (None, "connect", "listen", "socket")
+VARIANTS = (None, *keepalive_preload.VARIANTS)
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+import keepalive_preload
 from support import Client, count_syscalls
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
 pytestmark = pytest.mark.socket_level
 
-VARIANTS = ("connect", "listen", "socket")
+VARIANTS = keepalive_preload.VARIANTS
 CALLS = ("setsockopt", "getsockopt")
 
 
