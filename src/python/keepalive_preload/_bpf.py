@@ -350,13 +350,13 @@ def create_map(values: dict[str, int]) -> int:
     return fd
 
 
-def load(code: bytes) -> int:
+def load(code: bytes, name: str = NAME) -> int:
     """Load a sock_ops program; returns its fd. A refusal carries the verifier's log."""
     insns = ctypes.create_string_buffer(code, len(code))
     license_ = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(1 << 16)
     attr = _attr("<IIQQIIQII16sII", BPF_PROG_TYPE_SOCK_OPS, len(code) // 8, _address(insns),
-                 _address(license_), 1, len(log), _address(log), 0, 0, NAME.encode(), 0,
+                 _address(license_), 1, len(log), _address(log), 0, 0, name.encode(), 0,
                  BPF_CGROUP_SOCK_OPS)
     try:
         return _sys_bpf(BPF_PROG_LOAD, attr, "loading the program")
