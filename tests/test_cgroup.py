@@ -301,6 +301,12 @@ def test_scope(cgroup: Cgroup, static_probe: str, port: int, scope: str) -> None
     assert accepted["SO_KEEPALIVE"] == (scope != "--client")
 
 
+def test_ipv6(cgroup: Cgroup, static_probe: str, listener6: int) -> None:
+    attach(cgroup, *SEVEN_ARGS)
+    (report,) = cgroup.run([static_probe, "connect6", str(listener6)])
+    assert subset(report, SEVEN) == SEVEN
+
+
 def test_maxseg_on_outbound(cgroup: Cgroup, static_probe: str, port: int) -> None:
     attach(cgroup, "--client", "--maxseg", "1000")
     (report,) = cgroup.run([static_probe, "connect4", str(port)])
@@ -457,6 +463,26 @@ def test_unit_name_resolved_with_systemctl(cgroup: Cgroup, tmp_path: Path) -> No
     assert result.returncode == 0, result
     assert cgroup.path in result.stdout
     assert "kp_keepalive" in ok("cgroup", "show", cgroup.path)
+
+
+def test_debug_prints_the_program(cgroup: Cgroup) -> None:
+    result = cli("cgroup", "attach", "--debug", "--client", "--idle", "7", cgroup.path)
+    assert result.returncode == 0, result
+    listing = result.stderr
+    assert "established:" in listing
+    assert "call bpf_getsockopt" in listing  # the precedence check
+    assert listing.count("call bpf_setsockopt") == 5  # SO_KEEPALIVE and four TCP options
+    assert "exit" in listing.splitlines()[-1]
+
+
+def test_verifier_log_in_the_error() -> None:
+    from keepalive_preload import _bpf
+
+    if os.geteuid() != 0:
+        unavailable("loading BPF programs needs root")
+    with pytest.raises(_bpf.BPFError) as refused:
+        _bpf.load(_bpf.assemble([_bpf.exit_()]), name="kp_test_bad")  # r0 never set
+    assert "R0" in refused.value.log
 
 
 # --- errors --------------------------------------------------------------------------------

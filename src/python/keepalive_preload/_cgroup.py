@@ -22,6 +22,9 @@ from ._options import BY_NAME, OPTIONS, effective
 PROG = "keepalive-preload"
 #: The first kernel whose bpf_setsockopt accepts SO_KEEPALIVE and the TCP_KEEP* options.
 MINIMUM_KERNEL = (5, 9)
+#: Before this kernel bpf_getsockopt cannot read SO_KEEPALIVE, so the program
+#: cannot tell a socket the program turned keepalive on itself (see _bpf.program).
+PRECEDENCE_KERNEL = (6, 1)
 #: Options bpf_setsockopt refuses at any sock_ops callback (net/core/filter.c accepts
 #: neither name); asking for them is an error, never silently dropped.
 UNSUPPORTED = {"defer_accept": "TCP_DEFER_ACCEPT", "window_clamp": "TCP_WINDOW_CLAMP"}
@@ -105,10 +108,15 @@ def resolve(name: str) -> str:
     return directory
 
 
+def _kernel() -> tuple[int, int] | None:
+    match = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def _check_kernel() -> None:
     release = os.uname().release
-    match = re.match(r"(\d+)\.(\d+)", release)
-    if match and (int(match.group(1)), int(match.group(2))) < MINIMUM_KERNEL:
+    version = _kernel()
+    if version is not None and version < MINIMUM_KERNEL:
         raise CgroupError(f"Linux {MINIMUM_KERNEL[0]}.{MINIMUM_KERNEL[1]} or later is needed "
                           f"(bpf_setsockopt with SO_KEEPALIVE); this kernel is {release}")
 
@@ -205,10 +213,15 @@ def _open(directory: str) -> int:
         raise CgroupError(f"{directory}: {exc.strerror}") from None
 
 
-def _ours(directory: str) -> list[dict[str, object]]:
+def _ours(directory: str, vanish_ok: bool = False) -> list[dict[str, object]]:
     from . import _bpf as bpf
 
-    fd = _open(directory)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        if vanish_ok:  # removed while we walked the tree
+            return []
+        raise CgroupError(f"{directory}: no such cgroup") from None
     try:
         found = []
         for prog, prog_fd in bpf.attached(fd):
@@ -296,12 +309,18 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if action == "attach":
             assert values is not None
             print(_attach(directories[0], values, args.debug))
+            version = _kernel()
+            if not args.force and version is not None and version < PRECEDENCE_KERNEL:
+                sys.stderr.write(f"{PROG}: warning: Linux before 6.1 cannot tell a socket on "
+                                 "which the program turned keepalive on itself: ours are set "
+                                 "on it too, as with --force\n")
         elif action == "detach":
             count = _detach(directories[0])
             print(f"detached ours from {directories[0]}" if count
                   else f"nothing of ours attached to {directories[0]}")
         else:
-            entries = [e for d in directories for e in _ours(d)]
+            walking = args.cgroup is None
+            entries = [e for d in directories for e in _ours(d, vanish_ok=walking)]
             if args.json:
                 print(json.dumps(entries, indent=2))
             elif entries:
