@@ -301,6 +301,37 @@ def test_scope(cgroup: Cgroup, static_probe: str, port: int, scope: str) -> None
     assert accepted["SO_KEEPALIVE"] == (scope != "--client")
 
 
+def test_child_cgroups_inherit(cgroup: Cgroup, static_probe: str, port: int) -> None:
+    """Attached to a parent (a slice, kubepods), the program reaches the cgroups below."""
+    attach(cgroup, *SEVEN_ARGS)
+    child = os.path.join(cgroup.path, "child")
+    os.mkdir(child)
+    try:
+        result = subprocess.run(in_cgroup(child, [static_probe, "connect4", str(port)]),
+                                capture_output=True, text=True, timeout=TIMEOUT,
+                                env=clean_env(), check=True)
+        (report,) = reports(result.stdout)
+        assert subset(report, SEVEN) == SEVEN
+    finally:
+        os.rmdir(child)
+
+
+def test_attach_by_a_process_cgroup_path(cgroup: Cgroup, static_peer: str) -> None:
+    """The container recipe: the path from /proc/PID/cgroup, relative to the mount."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        first = connect(cgroup, static_peer, port)  # a process already in the cgroup
+        assert first["SO_KEEPALIVE"] == 0
+        pid = cgroup.procs[-1].pid
+        with open(f"/proc/{pid}/cgroup") as f:
+            (path,) = [line.split(":", 2)[2].strip() for line in f if line.startswith("0::")]
+        assert os.path.join(cgroup.mount, path.lstrip("/")) == cgroup.path
+        ok("cgroup", "attach", *SEVEN_ARGS, path)
+        assert subset(connect(cgroup, static_peer, port), SEVEN) == SEVEN  # new connections
+
+
 def test_ipv6(cgroup: Cgroup, static_probe: str, listener6: int) -> None:
     attach(cgroup, *SEVEN_ARGS)
     (report,) = cgroup.run([static_probe, "connect6", str(listener6)])
