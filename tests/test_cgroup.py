@@ -424,8 +424,7 @@ def test_attach_twice_replaces(cgroup: Cgroup, static_probe: str, port: int) -> 
         ok("cgroup", "detach", cgroup.path)
         assert other in _attached_ids(cgroup)  # someone else's program stays
     finally:
-        subprocess.run(["bpftool", "cgroup", "detach", cgroup.path, "sock_ops", "id",
-                        str(other)], capture_output=True, timeout=TIMEOUT)
+        _detach_by_id(cgroup, other)
 
 
 def _attached_ids(group: Cgroup) -> list[int]:
@@ -440,6 +439,20 @@ def _attached_ids(group: Cgroup) -> list[int]:
         return ids
     finally:
         os.close(fd)
+
+
+def _detach_by_id(group: Cgroup, prog_id: int) -> None:
+    from keepalive_preload import _bpf
+
+    cgroup_fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        prog_fd = _bpf.prog_fd_by_id(prog_id)
+        try:
+            _bpf.detach(cgroup_fd, prog_fd)
+        finally:
+            os.close(prog_fd)
+    finally:
+        os.close(cgroup_fd)
 
 
 def _foreign_program(group: Cgroup) -> int:

@@ -381,11 +381,21 @@ def detach(cgroup_fd: int, prog_fd: int) -> None:
 
 def query(cgroup_fd: int) -> list[int]:
     """The ids of the sock_ops programs attached to this cgroup itself (not inherited)."""
-    ids = (ctypes.c_uint32 * 64)()
-    attr = _attr("<IIIIQI", cgroup_fd, BPF_CGROUP_SOCK_OPS, 0, 0, ctypes.addressof(ids), 64)
-    _sys_bpf(BPF_PROG_QUERY, attr, "querying the cgroup")
-    (count,) = struct.unpack_from("<I", attr, 24)
-    return list(ids[:min(count, 64)])
+    room = 64
+    for _ in range(3):  # the count can grow between two calls; bounded
+        ids = (ctypes.c_uint32 * room)()
+        attr = _attr("<IIIIQI", cgroup_fd, BPF_CGROUP_SOCK_OPS, 0, 0, ctypes.addressof(ids),
+                     room)
+        try:
+            _sys_bpf(BPF_PROG_QUERY, attr, "querying the cgroup")
+        except BPFError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            (room,) = struct.unpack_from("<I", attr, 24)  # the kernel says how many
+            continue
+        (count,) = struct.unpack_from("<I", attr, 24)
+        return list(ids[:count])
+    raise BPFError(errno.ENOSPC, "querying the cgroup")
 
 
 def prog_fd_by_id(prog_id: int) -> int:

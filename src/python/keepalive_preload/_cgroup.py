@@ -144,6 +144,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "ones, --all (the default) on both. A socket on which the program turned "
         "SO_KEEPALIVE on itself is left alone unless --force.")
     _add_preload_options(attach)
+    # The flags are run's; what some of them mean differs here.
+    helps = {"--client": "outbound connections only (set once established)",
+             "--server": "accepted connections only (set once established)",
+             "--all": "outbound and accepted connections (the default)",
+             "--debug": "print the program, one instruction per line, to stderr"}
+    for action in attach._actions:
+        flag = action.option_strings[0] if action.option_strings else ""
+        if flag in helps:
+            action.help = helps[flag]
+        elif action.dest in UNSUPPORTED:
+            action.help = "not available in cgroup mode (bpf_setsockopt refuses it)"
     attach.add_argument("--force", action="store_true",
                         help="set our values also on sockets that already have SO_KEEPALIVE "
                         "[KEEPALIVE=force]")
