@@ -137,7 +137,7 @@ def cgroup_section(bench: str, rounds: int) -> None:
         for directory in groups.values():
             os.mkdir(directory)
         values = {"flags": 1, "idle": 15, "interval": 15, "count": 9, "user_timeout": 150000,
-                  "syn_count": 0, "maxseg": 0}
+                  "syn_count": 0, "maxseg": 0, "window_clamp": 0}
         _cgroup._attach(groups["bpf"], values, debug=False)
         configs = {"none": ("plain", "none"), "preload": ("plain", "connect"),
                    "cgroup": ("bpf", "none")}

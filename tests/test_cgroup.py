@@ -338,6 +338,16 @@ def test_ipv6(cgroup: Cgroup, static_probe: str, listener6: int) -> None:
     assert subset(report, SEVEN) == SEVEN
 
 
+@pytest.mark.parametrize("scope", ["--client", "--server"])
+def test_window_clamp(cgroup: Cgroup, static_probe: str, port: int, scope: str) -> None:
+    attach(cgroup, scope, "--window-clamp", "20000")
+    if scope == "--client":
+        (report,) = cgroup.run([static_probe, "connect4", str(port)])
+    else:
+        report, _, _ = serve_one(in_cgroup(cgroup.path, [static_probe]), clean_env())
+    assert report["TCP_WINDOW_CLAMP"] == 20000
+
+
 def test_maxseg_on_outbound(cgroup: Cgroup, static_probe: str, port: int) -> None:
     attach(cgroup, "--client", "--maxseg", "1000")
     (report,) = cgroup.run([static_probe, "connect4", str(port)])
@@ -402,7 +412,8 @@ def test_show_reports_the_values(cgroup: Cgroup) -> None:
     assert entry["cgroup"] == cgroup.path
     assert entry["name"] == "kp_keepalive"
     assert entry["values"] == {"scope": "client", "force": False, "idle": 7, "interval": 3,
-                               "count": 4, "user_timeout": 19000, "syn_count": 2, "maxseg": 0}
+                               "count": 4, "user_timeout": 19000, "syn_count": 2, "maxseg": 0,
+                               "window_clamp": 0}
     everywhere = json.loads(ok("cgroup", "show", "--json"))
     assert entry in everywhere
     text = ok("cgroup", "show", cgroup.path)
@@ -568,7 +579,6 @@ def test_not_a_cgroup2_directory(cgroup2: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--defer-accept", "5"], ["--defer-accept", "TCP_DEFER_ACCEPT"]),
-    (["--window-clamp", "5000"], ["--window-clamp", "TCP_WINDOW_CLAMP"]),
     (["--server", "--maxseg", "1000"], ["--maxseg", "outbound"]),
     (["--idle", "0x10"], ["--idle"]),
     (["--client", "--server"], ["not allowed"]),

@@ -67,6 +67,7 @@ TCP_KEEPIDLE = 4
 TCP_KEEPINTVL = 5
 TCP_KEEPCNT = 6
 TCP_SYNCNT = 7
+TCP_WINDOW_CLAMP = 10
 TCP_USER_TIMEOUT = 18
 
 #: Offset of ``op`` in ``struct bpf_sock_ops`` (the first member).
@@ -188,14 +189,16 @@ def assemble(program: list[Insn]) -> bytes:
 
 #: The map's value: one u32 per field, in this order. ``flags`` says what the
 #: program was generated for (bit 0: client side, bit 1: server side, bit 2: force).
-FIELDS = ("flags", "idle", "interval", "count", "user_timeout", "syn_count", "maxseg")
+FIELDS = ("flags", "idle", "interval", "count", "user_timeout", "syn_count", "maxseg",
+          "window_clamp")
 FLAG_CLIENT, FLAG_SERVER, FLAG_FORCE = 1, 2, 4
 _VALUE = struct.Struct("<" + "I" * len(FIELDS))
 
 #: Where each option goes: (field, level, option name), in the order they are set.
 _ESTABLISHED = (("idle", IPPROTO_TCP, TCP_KEEPIDLE), ("interval", IPPROTO_TCP, TCP_KEEPINTVL),
                 ("count", IPPROTO_TCP, TCP_KEEPCNT),
-                ("user_timeout", IPPROTO_TCP, TCP_USER_TIMEOUT))
+                ("user_timeout", IPPROTO_TCP, TCP_USER_TIMEOUT),
+                ("window_clamp", IPPROTO_TCP, TCP_WINDOW_CLAMP))
 _CONNECT = (("syn_count", IPPROTO_TCP, TCP_SYNCNT), ("maxseg", IPPROTO_TCP, TCP_MAXSEG))
 
 # Stack slots (below r10, the frame pointer).

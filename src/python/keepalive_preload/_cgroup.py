@@ -25,9 +25,12 @@ MINIMUM_KERNEL = (5, 9)
 #: Before this kernel bpf_getsockopt cannot read SO_KEEPALIVE, so the program
 #: cannot tell a socket the program turned keepalive on itself (see _bpf.program).
 PRECEDENCE_KERNEL = (6, 1)
-#: Options bpf_setsockopt refuses at any sock_ops callback (net/core/filter.c accepts
-#: neither name); asking for them is an error, never silently dropped.
-UNSUPPORTED = {"defer_accept": "TCP_DEFER_ACCEPT", "window_clamp": "TCP_WINDOW_CLAMP"}
+#: Options bpf_setsockopt refuses at any sock_ops callback (net/core/filter.c does not
+#: accept the name); asking for them is an error, never silently dropped.
+UNSUPPORTED = {"defer_accept": "TCP_DEFER_ACCEPT"}
+#: bpf_setsockopt accepts TCP_WINDOW_CLAMP from this kernel on ("bpf: Adds support for
+#: setting window clamp"); before it, asking for it is an error.
+WINDOW_CLAMP_KERNEL = (5, 11)
 _UNIT_SUFFIX = re.compile(r"\.(service|scope|slice|socket|mount|swap|target|timer)\Z")
 _MAX_WALK = 100_000  # cgroup directories visited by `show` with no CGROUP
 
@@ -181,19 +184,26 @@ def _values(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[s
         parser.error("cgroup attach: --maxseg applies to outbound connections only in cgroup "
                      "mode (set at the connect callback); an accepted connection's MSS is "
                      "already negotiated when the program sees it")
+    version = _kernel()
+    if args.window_clamp not in (None, 0) and version is not None \
+            and version < WINDOW_CLAMP_KERNEL:
+        parser.error("cgroup attach: --window-clamp needs Linux 5.11 or later in cgroup mode: "
+                     "before it, the kernel's bpf_setsockopt does not accept TCP_WINDOW_CLAMP")
     values = effective({o.name: getattr(args, o.name) for o in OPTIONS})
     flags = {"connect": 1, "listen": 2, "socket": 3}[args.variant] | (4 if args.force else 0)
     return {"flags": flags, "idle": values["idle"], "interval": values["interval"],
             "count": values["count"], "user_timeout": values["user_timeout"],
-            "syn_count": values["syn_count"], "maxseg": values["maxseg"]}
+            "syn_count": values["syn_count"], "maxseg": values["maxseg"],
+            "window_clamp": values["window_clamp"]}
 
 
 def _describe(values: dict[str, int]) -> dict[str, object]:
     flags = values["flags"]
     scope = {1: "client", 2: "server", 3: "all"}.get(flags & 3, "none")
     return {"scope": scope, "force": bool(flags & 4),
-            **{name: values[name] for name in ("idle", "interval", "count", "user_timeout",
-                                               "syn_count", "maxseg")}}
+            **{name: values.get(name, 0) for name in ("idle", "interval", "count",
+                                                      "user_timeout", "syn_count", "maxseg",
+                                                      "window_clamp")}}
 
 
 def _text(entry: dict[str, object]) -> str:
@@ -210,6 +220,8 @@ def _text(entry: dict[str, object]) -> str:
         words.append(f"syn count {v['syn_count']}")
     if v["maxseg"]:
         words.append(f"maxseg {v['maxseg']}")
+    if v["window_clamp"]:
+        words.append(f"window clamp {v['window_clamp']}")
     scope = {"client": "outbound connections", "server": "accepted connections",
              "all": "outbound and accepted connections"}.get(str(v["scope"]), "nothing")
     force = "; forced over the program's own keepalive" if v["force"] else ""
