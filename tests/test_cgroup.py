@@ -332,6 +332,32 @@ def test_attach_by_a_process_cgroup_path(cgroup: Cgroup, static_peer: str) -> No
         assert subset(connect(cgroup, static_peer, port), SEVEN) == SEVEN  # new connections
 
 
+_JOIN_LATE = r"""
+import json, os, socket, sys
+early = socket.socket(); early.bind(("127.0.0.1", 0)); early.listen()  # before joining
+with open(sys.argv[1] + "/cgroup.procs", "w") as procs:
+    procs.write(str(os.getpid()))
+late = socket.socket(); late.bind(("127.0.0.1", 0)); late.listen()  # after joining
+out = {}
+for name, srv in (("early", early), ("late", late)):
+    with socket.create_connection(srv.getsockname()):
+        conn, _ = srv.accept()
+        out[name] = conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+print(json.dumps(out))
+"""
+
+
+def test_socket_belongs_to_the_cgroup_it_was_created_in(cgroup: Cgroup) -> None:
+    """What socket activation runs into: a listener created before the process joined
+    the cgroup (as systemd creates it, in its own cgroup) stays outside, and so do the
+    connections accepted on it."""
+    attach(cgroup, "--server", *SEVEN_ARGS)
+    result = subprocess.run([sys.executable, "-c", _JOIN_LATE, cgroup.path],
+                            capture_output=True, text=True, timeout=TIMEOUT, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"early": 0, "late": 1}
+
+
 def test_ipv6(cgroup: Cgroup, static_probe: str, listener6: int) -> None:
     attach(cgroup, *SEVEN_ARGS)
     (report,) = cgroup.run([static_probe, "connect6", str(listener6)])
