@@ -631,6 +631,33 @@ def test_no_cgroup2_mount_said_clearly(tmp_path: Path) -> None:
     one_line_error(result, 1, "no cgroup v2 mount")
 
 
+class _Uname:
+    def __init__(self, release: str) -> None:
+        self.release = release
+
+
+@pytest.mark.parametrize(("release", "args", "status", "words"), [
+    ("5.4.0-150-generic", ["show"], 1, "Linux 5.9 or later is needed"),
+    ("5.8.18", ["attach", "/sys/fs/cgroup"], 1, "this kernel is 5.8.18"),
+    ("5.10.0-28-amd64", ["attach", "--window-clamp", "9000", "/sys/fs/cgroup"], 2,
+     "--window-clamp needs Linux 5.11"),
+])
+def test_old_kernel(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                    release: str, args: list[str], status: int, words: str) -> None:
+    """Checked before any bpf(2) call: a kernel that is too old is named (the
+    release faked, in-process)."""
+    from keepalive_preload import _cli
+
+    monkeypatch.setattr(os, "uname", lambda: _Uname(release))
+    try:
+        code = _cli.main(["cgroup", *args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    assert code == status
+    (line,) = capsys.readouterr().err.splitlines()
+    assert words in line
+
+
 def test_run_points_to_cgroup_mode_for_static(static_probe: str) -> None:
     result = cli("run", "--", static_probe, "socket")
     assert "cgroup attach" in result.stderr
