@@ -121,9 +121,9 @@ def cgroup_section(bench: str, rounds: int) -> None:
     """TCP socket+connect+close on loopback, from inside a cgroup: without anything,
     with the preload (connect variant), and in a cgroup with our program attached
     (--client, the defaults); alternating rounds, one run."""
-    label, n = OPS["tcp"]
-    print(f"\ncgroup mode (eBPF sock_ops) next to the preload: {label}, ns per operation, "
-          f"median of {rounds} alternating rounds\n")
+    n = OPS["tcp"][1]
+    print("\ncgroup mode (eBPF sock_ops) next to the preload: a TCP socket, connect and close "
+          f"on loopback, ns per operation, median of {rounds} alternating rounds\n")
     reason = _cgroup_skip_reason()
     if reason is not None:
         print(f"skipped: {reason}")
