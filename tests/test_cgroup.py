@@ -312,6 +312,9 @@ def test_child_cgroups_inherit(cgroup: Cgroup, static_probe: str, port: int) -> 
                                 env=clean_env(), check=True)
         (report,) = reports(result.stdout)
         assert subset(report, SEVEN) == SEVEN
+        (entry,) = json.loads(ok("cgroup", "show", "--json", child))
+        assert (entry["cgroup"], entry["inherited_by"]) == (cgroup.path, child)
+        assert f"{cgroup.path} (inherited by {child})" in ok("cgroup", "show", child)
     finally:
         os.rmdir(child)
 

@@ -225,8 +225,9 @@ def _text(entry: dict[str, object]) -> str:
     scope = {"client": "outbound connections", "server": "accepted connections",
              "all": "outbound and accepted connections"}.get(str(v["scope"]), "nothing")
     force = "; forced over the program's own keepalive" if v["force"] else ""
-    return (f"{entry['cgroup']}: {entry['name']} (id {entry['id']}): SO_KEEPALIVE on "
-            f"{scope}{force}; " + ", ".join(words))
+    inherited = f" (inherited by {entry['inherited_by']})" if "inherited_by" in entry else ""
+    return (f"{entry['cgroup']}{inherited}: {entry['name']} (id {entry['id']}): SO_KEEPALIVE "
+            f"on {scope}{force}; " + ", ".join(words))
 
 
 def _open(directory: str) -> int:
@@ -308,6 +309,18 @@ def _detach(directory: str) -> int:
     return count
 
 
+def _ancestors(directory: str) -> list[str]:
+    """The cgroup directories above ``directory``, nearest first, up to its mount's root."""
+    found = []
+    parent = os.path.dirname(directory)
+    for _ in range(256):  # bounded: cgroup trees are nowhere near this deep
+        if parent == directory or not _is_cgroup2(parent):
+            break
+        found.append(parent)
+        directory, parent = parent, os.path.dirname(parent)
+    return found
+
+
 def _walk(mount: str) -> list[str]:
     """Every cgroup directory under the mount, the mount first (bounded)."""
     found = [mount]
@@ -344,6 +357,11 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         else:
             walking = args.cgroup is None
             entries = [e for d in directories for e in _ours(d, vanish_ok=walking)]
+            if not walking:  # what the cgroup inherits from above also applies to it
+                for parent in _ancestors(directories[0]):
+                    for entry in _ours(parent):
+                        entry["inherited_by"] = directories[0]
+                        entries.append(entry)
             if args.json:
                 print(json.dumps(entries, indent=2))
             elif entries:
