@@ -95,17 +95,23 @@ _INSN = struct.Struct("<BBhi")  # struct bpf_insn: code, dst:4|src:4, off, imm
 class Insn:
     """One eBPF instruction; ``target`` is a label a jump still has to be resolved to."""
 
-    __slots__ = ("code", "dst", "imm", "label", "off", "src", "target")
+    __slots__ = ("code", "dst", "imm", "label", "note", "off", "src", "target")
 
     def __init__(self, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0,
                  target: str | None = None) -> None:
         self.code, self.dst, self.src, self.off, self.imm = code, dst, src, off, imm
         self.target = target
         self.label: str | None = None
+        self.note = ""
 
     def at(self, label: str) -> Insn:
         """Mark this instruction as the place ``label`` jumps to."""
         self.label = label
+        return self
+
+    def says(self, note: str) -> Insn:
+        """A comment for the listing."""
+        self.note = note
         return self
 
     def encode(self) -> bytes:
@@ -201,6 +207,14 @@ _ESTABLISHED = (("idle", IPPROTO_TCP, TCP_KEEPIDLE), ("interval", IPPROTO_TCP, T
                 ("window_clamp", IPPROTO_TCP, TCP_WINDOW_CLAMP))
 _CONNECT = (("syn_count", IPPROTO_TCP, TCP_SYNCNT), ("maxseg", IPPROTO_TCP, TCP_MAXSEG))
 
+_OPTION_NAMES = {(SOL_SOCKET, SO_KEEPALIVE): "SO_KEEPALIVE",
+                 (IPPROTO_TCP, TCP_MAXSEG): "TCP_MAXSEG",
+                 (IPPROTO_TCP, TCP_KEEPIDLE): "TCP_KEEPIDLE",
+                 (IPPROTO_TCP, TCP_KEEPINTVL): "TCP_KEEPINTVL",
+                 (IPPROTO_TCP, TCP_KEEPCNT): "TCP_KEEPCNT", (IPPROTO_TCP, TCP_SYNCNT): "TCP_SYNCNT",
+                 (IPPROTO_TCP, TCP_WINDOW_CLAMP): "TCP_WINDOW_CLAMP",
+                 (IPPROTO_TCP, TCP_USER_TIMEOUT): "TCP_USER_TIMEOUT"}
+
 # Stack slots (below r10, the frame pointer).
 _KEY = -4  # the map key, 0
 _OPTVAL = -8  # the int that bpf_setsockopt/bpf_getsockopt reads or writes
@@ -212,12 +226,13 @@ def _setsockopt(level: int, name: int, value_from: int | None, field: int = 0) -
     if value_from is None:
         fill = [store_imm_u32(R10, _OPTVAL, 1)]
     else:
-        fill = [load_u32(R1, value_from, 4 * field), store_u32(R10, _OPTVAL, R1)]
+        fill = [load_u32(R1, value_from, 4 * field).says(f"values.{FIELDS[field]}"),
+                store_u32(R10, _OPTVAL, R1)]
     return [
         *fill,
         mov_reg(R1, R6),                    # r1 = ctx
         mov_imm(R2, level),
-        mov_imm(R3, name),
+        mov_imm(R3, name).says(_OPTION_NAMES[level, name]),
         mov_reg(R4, R10),
         add_imm(R4, _OPTVAL),               # r4 = &optval
         mov_imm(R5, 4),                     # optlen
@@ -249,11 +264,14 @@ def program(values: dict[str, int], map_fd: int) -> list[Insn]:
         load_u32(R2, R6, SOCK_OPS_OP),      # r2 = ctx->op
     ]
     if connect:
-        code.append(jeq_imm(R2, BPF_SOCK_OPS_TCP_CONNECT_CB, "connect"))
+        code.append(jeq_imm(R2, BPF_SOCK_OPS_TCP_CONNECT_CB, "connect")
+                    .says("BPF_SOCK_OPS_TCP_CONNECT_CB"))
     if flags & FLAG_CLIENT:
-        code.append(jeq_imm(R2, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, "established"))
+        code.append(jeq_imm(R2, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, "established")
+                    .says("BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB"))
     if flags & FLAG_SERVER:
-        code.append(jeq_imm(R2, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, "established"))
+        code.append(jeq_imm(R2, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, "established")
+                    .says("BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB"))
     code.append(ja("out"))
 
     if connect:
@@ -274,7 +292,7 @@ def program(values: dict[str, int], map_fd: int) -> list[Insn]:
             store_imm_u32(R10, _OPTVAL, 0),
             mov_reg(R1, R6),
             mov_imm(R2, SOL_SOCKET),
-            mov_imm(R3, SO_KEEPALIVE),
+            mov_imm(R3, SO_KEEPALIVE).says("SO_KEEPALIVE"),
             mov_reg(R4, R10),
             add_imm(R4, _OPTVAL),
             mov_imm(R5, 4),
@@ -516,5 +534,6 @@ def listing(code: list[Insn]) -> str:
         else:
             text = (f"if r{insn.dst} {'==' if op == _JEQ else '!='} {insn.imm} "
                     f"goto {insn.target}")
-        lines.append(f"{i:3d} {label:<13}{text}")
+        note = f"  ; {insn.note}" if insn.note else ""
+        lines.append(f"{i:3d} {label:<13}{text}{note}")
     return "\n".join(lines)
