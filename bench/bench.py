@@ -5,7 +5,9 @@ Markdown table: nanoseconds per operation (the median iteration of each run,
 then the median over alternating rounds),
 without the library, with each variant, and (TCP) with the same setsockopt
 calls made by hand; syscalls per operation counted exactly with strace; the
-import time of keepalive_preload; and the targets, met or missed.
+import time of keepalive_preload; and the targets, met or missed. Then, as root
+with cgroup v2, the per-connection cost of the cgroup mode (eBPF) next to the
+preload's, in the same run (otherwise one "skipped: reason" line).
 """
 
 from __future__ import annotations
@@ -102,14 +104,84 @@ def import_ms(rounds: int) -> float:
     return statistics.median(times)
 
 
+def _cgroup_skip_reason() -> str | None:
+    from keepalive_preload._cgroup import MINIMUM_KERNEL, cgroup2_mounts
+
+    if os.geteuid() != 0:
+        return "needs root"
+    release = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    if release and (int(release.group(1)), int(release.group(2))) < MINIMUM_KERNEL:
+        return f"needs Linux >= 5.9, not {os.uname().release}"
+    if not cgroup2_mounts():
+        return "no cgroup v2 mount"
+    return None
+
+
+def cgroup_section(bench: str, rounds: int) -> None:
+    """TCP socket+connect+close on loopback, from inside a cgroup: without anything,
+    with the preload (connect variant), and in a cgroup with our program attached
+    (--client, the defaults); alternating rounds, one run."""
+    n = OPS["tcp"][1]
+    print("\ncgroup mode (eBPF sock_ops) next to the preload: a TCP socket, connect and close "
+          f"on loopback, ns per operation, median of {rounds} alternating rounds\n")
+    reason = _cgroup_skip_reason()
+    if reason is not None:
+        print(f"skipped: {reason}")
+        return
+    from keepalive_preload import _cgroup
+
+    mount = _cgroup.cgroup2_mounts()[0]
+    groups = {name: os.path.join(mount, f"kp-bench-{os.getpid()}-{name}")
+              for name in ("plain", "bpf")}
+    try:
+        for directory in groups.values():
+            os.mkdir(directory)
+        values = {"flags": 1, "idle": 15, "interval": 15, "count": 9, "user_timeout": 150000,
+                  "syn_count": 0, "maxseg": 0, "window_clamp": 0}
+        _cgroup._attach(groups["bpf"], values, debug=False)
+        configs = {"none": ("plain", "none"), "preload": ("plain", "connect"),
+                   "cgroup": ("bpf", "none")}
+        samples: dict[str, list[int]] = {c: [] for c in configs}
+        for round_ in range(rounds):
+            order = list(configs) if round_ % 2 == 0 else list(reversed(configs))
+            for config in order:
+                group, library = configs[config]
+                argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"',
+                        groups[group], bench, "tcp", str(n)]
+                out = subprocess.run(argv, env=env_for(library), capture_output=True,
+                                     text=True, check=True, timeout=600).stdout
+                samples[config].append(int(out))
+    finally:
+        for directory in groups.values():
+            if os.path.isdir(directory):
+                if directory == groups["bpf"]:
+                    _cgroup._detach(directory)
+                os.rmdir(directory)
+    medians = {c: statistics.median(v) for c, v in samples.items()}
+    base = medians["none"]
+    print("| configuration | ns | ratio to nothing |")
+    print("|---|---|---|")
+    for config, text in (("none", "nothing (in a cgroup, no program, no library)"),
+                         ("preload", "preload, connect variant (LD_PRELOAD)"),
+                         ("cgroup", "cgroup mode, attach --client (eBPF)")):
+        print(f"| {text} | {medians[config]:,.0f} | {medians[config] / base:.2f}x |")
+    print(f"\n- cgroup mode vs the preload, per TCP connection: "
+          f"{medians['cgroup'] / medians['preload']:.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="keepalive-preload benchmark")
     parser.add_argument("--rounds", type=int, default=9,
                         help="alternating rounds per measurement (median taken)")
+    parser.add_argument("--cgroup-only", action="store_true",
+                        help="only the cgroup mode section")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="kp-bench-")
     try:
         bench = build(workdir)
+        if args.cgroup_only:
+            cgroup_section(bench, args.rounds)
+            return
         rows = []
         for op, (label, n) in OPS.items():
             configs = (*CONFIGS, FLOORS[op]) if op in FLOORS else CONFIGS
@@ -122,6 +194,7 @@ def main() -> None:
             calls = {c: syscalls(bench, op, c, workdir) for c in configs}
             rows.append((op, label, medians, calls))
         report(rows, import_ms(max(args.rounds, 15)), args.rounds)
+        cgroup_section(bench, args.rounds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 
-from . import environ, path
+from . import _cgroup, environ, path
 from ._exec import CommandError, is_static_elf, privilege_change, resolve
 from ._options import LIBRARIES, OPTIONS, REACHES, VARIANTS, WORDS, variant_name
 from ._status import StatusError, format_status, status
@@ -127,6 +127,7 @@ def _parser() -> _Parser:
                                 "state and armed timer ('keepalive' when keepalive is on).")
     check.add_argument("pid", type=int, metavar="PID")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    _cgroup.add_parser(commands)
     return parser
 
 
@@ -144,7 +145,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return exc.status
     if is_static_elf(program):
         sys.stderr.write(f"{PROG}: warning: {program} is statically linked: LD_PRELOAD "
-                         "cannot reach it, so keepalive stays off; running it anyway\n")
+                         "cannot reach it, so keepalive stays off (keepalive-preload cgroup attach "
+                         "reaches it); running it anyway\n")
     why = privilege_change(program)
     if why is not None:
         sys.stderr.write(
@@ -187,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, parser)
         if args.subcommand == "env":
             return _env(args, parser)
+        if args.subcommand == "cgroup":
+            return _cgroup.main(args, parser)
         if args.subcommand == "path":
             print(path(args.variant))
             return 0
