@@ -259,7 +259,31 @@ def run_as_nobody(argv: list[str], **env: str) -> subprocess.CompletedProcess[st
                           env=clean_env(**env), user=65534, group=65534, extra_groups=[])
 
 
+@contextlib.contextmanager
+def cli_for_nobody() -> Iterator[tuple[list[str], dict[str, str]]]:
+    """The command line ``keepalive-preload`` as nobody can run it: the
+    installed package copied where nobody can read it (the test venv may live
+    under /root), run by the system's python3. Yields (argv, environment)."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        unavailable("no system python3 (/usr/bin/python3) to run the command as nobody")
+    directory = tempfile.mkdtemp(prefix="kp-nobody-", dir="/var/tmp")
+    try:
+        shutil.copytree(os.path.dirname(keepalive_preload.__file__),
+                        os.path.join(directory, "keepalive_preload"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for where, _dirs, files in os.walk(directory):
+            os.chmod(where, 0o755)
+            for name in files:
+                os.chmod(os.path.join(where, name), 0o644)
+        yield [python, "-m", "keepalive_preload"], {"PYTHONPATH": directory}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
 def rerun_socket_level_tests(libdir: str, **env: str) -> str:
     """Run the tests marked socket_level in a nested pytest against the libraries in
     libdir; return its summary line, failing with its output if it fails."""

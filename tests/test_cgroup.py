@@ -33,6 +33,7 @@ from support import (
     HELPERS,
     TIMEOUT,
     clean_env,
+    cli_for_nobody,
     compile_helper,
     need_tool,
     reports,
@@ -583,12 +584,8 @@ def test_without_capabilities(cgroup: Cgroup, action: str) -> None:
 
 @pytest.mark.parametrize("action", ["attach", "detach", "show"])
 def test_not_root(cgroup: Cgroup, action: str) -> None:
-    try:
-        result = run_as_nobody([*CLI, "cgroup", action, cgroup.path])
-    except PermissionError as exc:
-        # Not a missing prerequisite: this Python lives where nobody cannot reach it
-        # (e.g. under /root); test_without_capabilities covers the same error.
-        pytest.skip(f"nobody cannot run {sys.executable}: {exc}")
+    with cli_for_nobody() as (argv, env):
+        result = run_as_nobody([*argv, "cgroup", action, cgroup.path], **env)
     one_line_error(result, 1, "needs root", "CAP_BPF")
 
 
