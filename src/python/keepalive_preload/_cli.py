@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
 
-from . import environ, path
+from . import _apply, _status, environ, path
 from ._exec import CommandError, is_static_elf, privilege_change, resolve
 from ._options import OPTIONS, VARIANTS
-from ._status import StatusError, format_status, status
 from ._version import __version__
 
 TYPE_CHECKING = False
@@ -27,6 +25,7 @@ examples:
   {PROG} run --server --idle 60 -- memcached      every accepted connection
   eval "$({PROG} env --idle 30)"; COMMAND          the same, in this shell
   {PROG} status 1234                              check a running process
+  {PROG} apply --idle 30 1234                     fix it without restarting it
   LD_PRELOAD=$({PROG} path) COMMAND               the library itself
 """
 
@@ -98,11 +97,8 @@ def _parser() -> _Parser:
                                 description="Print the absolute path of the library.")
     where.add_argument("variant", nargs="?", default="connect", choices=VARIANTS)
 
-    check = commands.add_parser("status", help="show the TCP sockets of a running process",
-                                description="Show each TCP socket of process PID with its "
-                                "state and armed timer ('keepalive' when keepalive is on).")
-    check.add_argument("pid", type=int, metavar="PID")
-    check.add_argument("--json", action="store_true", help="machine-readable output")
+    _status.add_parser(commands)
+    _apply.add_parser(commands)
     return parser
 
 
@@ -145,16 +141,6 @@ def _env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
-    try:
-        report = status(args.pid)
-    except StatusError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        return 1
-    print(json.dumps(report, indent=2) if args.json else format_status(report))
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -166,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.subcommand == "path":
             print(path(args.variant))
             return 0
-        return _status(args)
+        return int(args.handler(args))
     except FileNotFoundError as exc:  # a broken installation, from path()
         sys.stderr.write(f"{PROG}: {exc.strerror}\n")
         return 1
