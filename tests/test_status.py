@@ -5,6 +5,7 @@ the file was replaced), processes that cannot be read, `--all` and `--check`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -331,3 +332,38 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
     code, data, _ = out["unreadable"]
     assert code == 3, data
     assert {d["pid"] for d in data if "error" in d} >= set(pids)
+
+
+# ---- without pidfd_getfd: the timer view, and one line saying why -----------
+
+def test_old_kernel_shows_timers_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pidfd_getfd missing (Linux < 5.6: ENOSYS): the timers, and why the
+    values are not shown. In-process, with the syscall made to fail."""
+    from keepalive_preload import _pidfd, _status
+
+    def enosys(pidfd: int, pid: int, fd: int) -> int:
+        raise _pidfd._explain(OSError(errno.ENOSYS, "ENOSYS"), pid, "duplicate the sockets")
+
+    monkeypatch.setattr(_pidfd, "pidfd_getfd", enosys)
+    with echo_pair() as (_, client, _, outbound):
+        report = _status.inspect(client.pid)
+        assert "kernel is too old" in report["options_error"]
+        found = sock(report, outbound["fd"])
+        assert (found["options"], found["timer"]) == (None, None)
+        assert report["without_keepalive"] == 1  # judged from the timer
+        lines = _status.format_status(report).splitlines()
+        assert lines[1] == ("options not read: cannot duplicate the sockets: the kernel is too "
+                            "old (pidfd_getfd needs Linux 5.6 or later); showing the timers only")
+        assert lines[2].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER"]
+
+
+def test_pidfd_open_through_ctypes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.8 has no os.pidfd_open: the syscall is made through ctypes."""
+    from keepalive_preload import _status
+
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    env = preload_env("connect", **FAST)
+    with echo_pair(client_env=env) as (_, client, _, outbound):
+        report = _status.inspect(client.pid)
+        assert report["options_error"] is None
+        assert sock(report, outbound["fd"])["options"]["idle"] == 5

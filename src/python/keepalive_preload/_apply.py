@@ -92,8 +92,7 @@ def apply(pid: int, variant: str, values: dict[str, int], force: bool = False,
     except StatusError as exc:
         raise ApplyError(str(exc)) from None
     if report["options_error"]:
-        raise ApplyError(report["options_error"].replace("options not read: ", "")
-                         .replace("; showing the timers only", ""))
+        raise ApplyError(report["options_error"])
     listening = {_port(s["local"]) for s in report["sockets"] if s["state"] == "LISTEN"}
     covered = ROLES[variant]
     results = []

@@ -36,6 +36,9 @@ TCP_OPTIONS = {"idle": 4, "interval": 5, "count": 6, "syn_count": 7, "defer_acce
 class PidfdError(OSError):
     """A pidfd call failed; ``str()`` says why in words, ``errno`` is kept."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def _syscall_numbers() -> tuple[int, int]:
     machine = platform.machine()
@@ -65,12 +68,13 @@ def _call(number: int, *args: int) -> int:
     return result
 
 
-def _explain(exc: OSError, pid: int, what: str) -> PidfdError:
+def _explain(exc: OSError, pid: int, what: str, call: str = "pidfd_getfd",
+             linux: str = "5.6") -> PidfdError:
     code = exc.errno or 0
     if code == errno.ESRCH:
         text = f"no process with PID {pid}"
     elif code == errno.ENOSYS:
-        text = f"cannot {what}: the kernel is too old ({what} needs Linux 5.6 or later)"
+        text = f"cannot {what}: the kernel is too old ({call} needs Linux {linux} or later)"
     elif code in (errno.EPERM, errno.EACCES):
         text = (f"cannot {what} of PID {pid}: permission denied (it needs the right to ptrace "
                 "the process: run as root with CAP_SYS_PTRACE, or as its user where "
@@ -88,7 +92,7 @@ def pidfd_open(pid: int) -> int:
             return int(opener(pid, 0))
         return _call(_syscall_numbers()[0], pid, 0)
     except OSError as exc:
-        raise _explain(exc, pid, "open a pidfd") from None
+        raise _explain(exc, pid, "open a pidfd", "pidfd_open", "5.3") from None
 
 
 def pidfd_getfd(pidfd: int, pid: int, fd: int) -> int:
@@ -99,7 +103,7 @@ def pidfd_getfd(pidfd: int, pid: int, fd: int) -> int:
     except OSError as exc:
         if exc.errno == errno.EBADF:
             raise PidfdError(errno.EBADF, f"PID {pid} closed fd {fd} meanwhile") from None
-        raise _explain(exc, pid, "duplicate the sockets (pidfd_getfd)") from None
+        raise _explain(exc, pid, "duplicate the sockets") from None
 
 
 class Remote:

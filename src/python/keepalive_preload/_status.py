@@ -233,7 +233,7 @@ def inspect(pid: int, tables: dict[int, dict[int, dict[str, Any]]] | None = None
         except PidfdError as exc:
             if exc.errno == errno.ESRCH:
                 raise StatusError(str(exc)) from None
-            report["options_error"] = f"options not read: {exc}; showing the timers only"
+            report["options_error"] = str(exc)
             for sock in sockets:
                 sock["options"] = None
     report["sockets"] = sockets
@@ -305,7 +305,7 @@ def format_status(report: dict[str, Any]) -> str:
     """The text ``status PID`` prints for one process."""
     lines = [f"PID {report['pid']} ({report['command']}): {_libraries_line(report)}"]
     if report["options_error"]:
-        lines.append(report["options_error"])
+        lines.append(f"options not read: {report['options_error']}; showing the timers only")
     if not report["sockets"]:
         lines.append("no TCP sockets")
         return "\n".join(lines)
