@@ -315,7 +315,8 @@ def format_status(report: dict[str, Any]) -> str:
         head += ("KEEPALIVE", "IDLE(s)", "INTVL(s)", "CNT", "USER_TIMEOUT(ms)")
     rows: list[tuple[str, ...]] = [head]
     for s in report["sockets"]:
-        row: tuple[str, ...] = (str(s["fd"]), s["state"], s["local"], s["remote"], _timer(s))
+        remote = "*" if s["state"] == "LISTEN" else s["remote"]
+        row: tuple[str, ...] = (str(s["fd"]), s["state"], s["local"], remote, _timer(s))
         if with_options:
             o = s["options"]
             if o is None:
