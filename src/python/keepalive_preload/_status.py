@@ -140,7 +140,13 @@ def _tcp_table(pid: int) -> dict[int, dict[str, Any]]:
 
 def mapped_libraries(pid: int) -> list[dict[str, Any]]:
     """Our libraries mapped into the process: name, path, and whether the file
-    was replaced or deleted since it was mapped. ``StatusError`` if unreadable."""
+    was replaced or deleted since it was mapped. ``StatusError`` if unreadable.
+
+    Upgrades (pip, dpkg, rpm) write the new file and rename it over the old one,
+    which unlinks the mapped file: the kernel then marks the path " (deleted)".
+    Inode numbers are not compared with the file now at that path: in a
+    container (another mount namespace, overlayfs) they differ without any
+    upgrade."""
     ours = set(LIBRARIES.values())
     found: dict[str, dict[str, Any]] = {}
     try:
@@ -163,13 +169,7 @@ def mapped_libraries(pid: int) -> list[dict[str, Any]]:
         name = os.path.basename(path)
         if name not in ours or path in found:
             continue
-        replaced = deleted
-        if not deleted:
-            try:  # a file renamed over the mapped one: same path, another inode
-                replaced = os.stat(path).st_ino != int(fields[4])
-            except OSError:
-                replaced = True
-        found[path] = {"name": name, "path": path, "replaced": replaced}
+        found[path] = {"name": name, "path": path, "replaced": deleted}
     return sorted(found.values(), key=lambda m: (m["name"], m["path"]))
 
 
