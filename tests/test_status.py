@@ -95,7 +95,6 @@ def test_status_json_values_are_the_sockets(
     assert data["without_keepalive"] == 0
 
 
-@pytest.mark.socket_level
 @pytest.mark.parametrize("variant", keepalive_preload.VARIANTS)
 def test_values_of_each_library_client_and_server(variant: str) -> None:
     """Both ends configured by the library (idle 5, interval 2, count 4): what
@@ -253,6 +252,40 @@ def test_nobody_process_read_by_root_without_ptrace() -> None:
         event(server, "listening")
         result = as_root_without_ptrace("status", str(server.pid))
         one_line_error(result, 1, f"PID {server.pid}", "permission denied")
+    finally:
+        stop(server)
+
+
+def test_own_process_as_an_unprivileged_user() -> None:
+    """A user reads their own processes without root: the values where
+    ptrace is allowed; under Yama ptrace_scope >= 1 (a process that is not a
+    descendant) the timers, and one line saying why."""
+    if os.geteuid() != 0:
+        unavailable("needs root to start processes as nobody")
+    server = subprocess.Popen([*NOBODY, *ECHO, "serve", "127.0.0.1", "0"],
+                              stdout=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        port = event(server, "listening")["port"]
+        result = as_nobody("status", "--json", str(server.pid))
+        assert result.returncode == 0, result.stderr
+        (data,) = json.loads(result.stdout)
+        (listening,) = data["sockets"]
+        assert listening["local"] == f"127.0.0.1:{port}"
+        try:
+            with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+                yama = int(f.read())
+        except FileNotFoundError:
+            yama = 0
+        if yama == 0:
+            assert data["options_error"] is None
+            assert listening["options"]["keepalive"] == 0
+            done = as_nobody("apply", "--idle", "8", str(server.pid))
+            assert done.returncode == 0, done.stderr
+            (data,) = json.loads(as_nobody("status", "--json", str(server.pid)).stdout)
+            assert data["sockets"][0]["options"]["idle"] == 8
+        else:
+            assert "permission denied" in data["options_error"]
+            assert listening["options"] is None
     finally:
         stop(server)
 
