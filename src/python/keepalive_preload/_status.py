@@ -194,7 +194,7 @@ def inspect(pid: int, tables: dict[int, dict[int, dict[str, Any]]] | None = None
 
     _, command = process_info(pid)
     inodes = socket_inodes(pid)
-    report: dict[str, Any] = {"pid": pid, "command": command}
+    report: dict[str, Any] = {"pid": pid, "command": command, "libraries_error": None}
     try:
         libraries = mapped_libraries(pid)
         report["preloaded"] = sorted({m["name"] for m in libraries})
@@ -209,8 +209,11 @@ def inspect(pid: int, tables: dict[int, dict[int, dict[str, Any]]] | None = None
             key = os.stat(f"/proc/{pid}/ns/net").st_ino
         except OSError:
             key = -pid
-        if tables is not None and key in tables:
-            table = tables[key]
+        # One read per namespace: --all is a snapshot, as ss is; a socket made
+        # after its namespace's table was read is not listed.
+        cached = tables.get(key) if tables is not None else None
+        if cached is not None:
+            table = cached
         else:
             table = _tcp_table(pid)
             if tables is not None:
@@ -239,11 +242,6 @@ def inspect(pid: int, tables: dict[int, dict[int, dict[str, Any]]] | None = None
     report["sockets"] = sockets
     report["without_keepalive"] = sum(lacks_keepalive(s) for s in sockets)
     return report
-
-
-def status(pid: int) -> dict[str, Any]:
-    """``inspect(pid)``: the report of one process (``StatusError`` if unreadable)."""
-    return inspect(pid)
 
 
 def inspect_all() -> list[dict[str, Any]]:
