@@ -116,8 +116,10 @@ def apply(pid: int, variant: str, values: dict[str, int], force: bool = False,
                 entry.update(action="skipped", reason="closed meanwhile")
                 continue
             if sock["options"]["keepalive"] and not force:
+                kept = ", ".join(f"{n} {sock['options'][n]}" for n in KEEPALIVE
+                                 if n in sock["options"])
                 entry.update(action="kept the program's",
-                             reason="keepalive was already on (--force sets ours)")
+                             reason=f"keepalive was already on ({kept}); --force sets ours")
                 continue
             wanted, skipped = plan(sock, values)
             entry["not_set"] = skipped
