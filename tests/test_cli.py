@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,7 +213,7 @@ def test_run_setuid_command_warns(tmp_path: Path) -> None:
     assert "installed set-user-ID in a system directory" in line
 
 
-# ---- run + status: a real client, inspected from outside -----------------
+# ---- run: a real client (status is tested in test_status.py) ------------
 
 @pytest.fixture
 def idle_client(listener: int) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
@@ -237,95 +236,3 @@ def test_run_sets_keepalive_on_the_client(
     assert report["SO_KEEPALIVE"] == 1
     assert report["TCP_KEEPIDLE"] == 5
     assert report["TCP_KEEPINTVL"] == 2
-
-
-@pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_status_shows_keepalive_timer(
-        idle_client: tuple[subprocess.Popen[str], dict[str, Any]], listener: int,
-        entry: str) -> None:
-    proc, report = idle_client
-    result = cli("status", str(proc.pid), entry=entry)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == f"PID {proc.pid}: preloaded: libkeepalive_socket.so"
-    assert lines[1].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER"]
-    row = next(line.split() for line in lines[2:] if line.split()[0] == str(report["fd"]))
-    assert row[1] == "ESTABLISHED"
-    assert row[3] == f"127.0.0.1:{listener}"
-    assert row[4] == "keepalive"
-    assert 0 < float(row[5].rstrip("s")) <= 5
-
-
-def test_status_json(idle_client: tuple[subprocess.Popen[str], dict[str, Any]],
-                     listener: int) -> None:
-    proc, report = idle_client
-    result = cli("status", "--json", str(proc.pid))
-    data = json.loads(result.stdout)
-    assert data["pid"] == proc.pid
-    assert data["preloaded"] == ["libkeepalive_socket.so"]
-    (sock,) = [s for s in data["sockets"] if s["fd"] == report["fd"]]
-    assert sock["state"] == "ESTABLISHED"
-    assert sock["remote"] == f"127.0.0.1:{listener}"
-    assert sock["timer"] == "keepalive"
-    assert 0 < sock["expires_in"] <= 5
-
-
-def test_status_without_keepalive_has_no_timer(listener: int) -> None:
-    proc = subprocess.Popen([sys.executable, str(HELPERS / "idle_client.py"), "127.0.0.1",
-                             str(listener)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=clean_env())
-    try:
-        assert proc.stdout is not None
-        report = json.loads(proc.stdout.readline())
-        data = json.loads(cli("status", "--json", str(proc.pid)).stdout)
-        (sock,) = [s for s in data["sockets"] if s["fd"] == report["fd"]]
-        assert (sock["timer"], sock["expires_in"]) == (None, None)
-        assert data["preloaded"] == []
-    finally:
-        proc.kill()
-        proc.wait(timeout=TIMEOUT)
-
-
-def test_status_ipv6_and_listener(probe: str) -> None:
-    proc = subprocess.Popen([probe, "listen6"], stdout=subprocess.PIPE, text=True,
-                            env=clean_env(LD_PRELOAD=keepalive_preload.path("listen")))
-    try:
-        assert proc.stdout is not None
-        port = json.loads(proc.stdout.readline())["port"]
-        data = json.loads(cli("status", "--json", str(proc.pid)).stdout)
-        (sock,) = data["sockets"]
-        assert (sock["state"], sock["local"]) == ("LISTEN", f"[::1]:{port}")
-        assert data["preloaded"] == ["libkeepalive_listen.so"]
-    finally:
-        proc.kill()
-        proc.wait(timeout=TIMEOUT)
-
-
-def test_status_no_tcp_sockets() -> None:
-    proc = subprocess.Popen(["sleep", "30"], env=clean_env())
-    try:
-        result = cli("status", str(proc.pid))
-        assert result.returncode == 0
-        assert result.stdout.splitlines()[-1] == "no TCP sockets"
-    finally:
-        proc.kill()
-        proc.wait(timeout=TIMEOUT)
-
-
-def test_status_no_such_process() -> None:
-    proc = subprocess.Popen(["true"])
-    proc.wait(timeout=TIMEOUT)
-    time.sleep(0.1)
-    one_line_error(cli("status", str(proc.pid)), 1, f"no process with PID {proc.pid}")
-
-
-def test_status_permission_denied() -> None:
-    if os.geteuid() != 0:
-        unavailable("needs root to run the check as another user")
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        unavailable("setpriv (util-linux) is not installed")
-    result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-                             *ENTRY_POINTS["module"], "status", "1"],
-                            capture_output=True, text=True, timeout=TIMEOUT, env=clean_env())
-    one_line_error(result, 1, "permission denied")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
 
-from . import _cgroup, environ, path
+from . import _apply, _cgroup, _status, environ, path
 from ._exec import CommandError, is_static_elf, privilege_change, resolve
 from ._options import LIBRARIES, OPTIONS, REACHES, VARIANTS, WORDS, variant_name
-from ._status import StatusError, format_status, status
 from ._version import __version__
 
 TYPE_CHECKING = False
@@ -20,14 +18,18 @@ if TYPE_CHECKING:
 
 PROG = "keepalive-preload"
 
-EXAMPLES = "examples:\n" + "".join(f"  {line:<48} {what}\n" for line, what in (
+_EXAMPLES = (
     (f"{PROG} run -- redis-cli -h cache monitor", "keepalive on every TCP socket"),
     (f"{PROG} run --client --idle 30 -- psql -h db", "outbound connections only"),
     (f"{PROG} run --server --idle 60 -- memcached", "every accepted connection"),
     (f'eval "$({PROG} env --idle 30)"; COMMAND', "the same, in this shell"),
     (f"{PROG} status 1234", "check a running process"),
+    (f"{PROG} apply --idle 30 1234", "fix it without restarting it"),
+    (f"{PROG} cgroup attach system.slice", "every connection of a cgroup (eBPF)"),
     (f"LD_PRELOAD=$({PROG} path) COMMAND", "the library itself"),
-))
+)
+_WIDTH = max(len(line) for line, _ in _EXAMPLES)
+EXAMPLES = "examples:\n" + "".join(f"  {line:<{_WIDTH}}  {what}\n" for line, what in _EXAMPLES)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,11 +124,8 @@ def _parser() -> _Parser:
     where.add_argument("variant", nargs="?", default=VARIANTS[0], type=_variant_word,
                        metavar="VARIANT")
 
-    check = commands.add_parser("status", help="show the TCP sockets of a running process",
-                                description="Show each TCP socket of process PID with its "
-                                "state and armed timer ('keepalive' when keepalive is on).")
-    check.add_argument("pid", type=int, metavar="PID")
-    check.add_argument("--json", action="store_true", help="machine-readable output")
+    _status.add_parser(commands)
+    _apply.add_parser(commands)
     _cgroup.add_parser(commands)
     return parser
 
@@ -171,16 +170,6 @@ def _env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
-    try:
-        report = status(args.pid)
-    except StatusError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        return 1
-    print(json.dumps(report, indent=2) if args.json else format_status(report))
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -194,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.subcommand == "path":
             print(path(args.variant))
             return 0
-        return _status(args)
+        return int(args.handler(args))
     except FileNotFoundError as exc:  # a broken installation, from path()
         sys.stderr.write(f"{PROG}: {exc.strerror}\n")
         return 1
