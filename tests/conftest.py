@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from support import Client, Release, Server, compile_helper, unavailable
+from support import (
+    ENTRY_POINTS,
+    HELPERS,
+    Client,
+    Release,
+    Server,
+    clean_env,
+    compile_helper,
+    stop,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from netns import Hosts
@@ -73,3 +86,18 @@ def hosts() -> Iterator[Hosts]:
 @pytest.fixture(scope="session")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     return Release(tmp_path_factory.mktemp("release"))
+
+
+@pytest.fixture
+def idle_client(listener: int) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """A client started by `keepalive-preload run --idle 5 --interval 2`, connected
+    to the listener and idle; yields it and what it read back on its socket."""
+    proc = subprocess.Popen(
+        [*ENTRY_POINTS["script"], "run", "--idle", "5", "--interval", "2", "--", sys.executable,
+         str(HELPERS / "idle_client.py"), "127.0.0.1", str(listener)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        assert proc.stdout is not None
+        yield proc, json.loads(proc.stdout.readline())
+    finally:
+        stop(proc)

@@ -17,10 +17,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from test_cli import ENTRY_POINTS, cli
-
 from netns import read_event
-from support import HELPERS, TIMEOUT, clean_env, unavailable
+from support import ENTRY_POINTS, HELPERS, TIMEOUT, clean_env, cli, stop, unavailable
 
 #: A command prefix that runs the command as nobody.
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -28,13 +26,6 @@ ECHO = [sys.executable, str(HELPERS / "echo_peer.py")]
 #: The names the helpers report under, by the names status uses.
 NAMES = {"keepalive": "SO_KEEPALIVE", "idle": "TCP_KEEPIDLE", "interval": "TCP_KEEPINTVL",
          "count": "TCP_KEEPCNT", "user_timeout": "TCP_USER_TIMEOUT"}
-
-
-def stop(*procs: subprocess.Popen[str]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=TIMEOUT)
 
 
 def event(proc: subprocess.Popen[str], name: str) -> dict[str, Any]:

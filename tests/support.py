@@ -59,6 +59,29 @@ def output(*argv: str) -> str:
     return result.stdout
 
 
+#: The command, by both entry points: the console script and ``python -m``.
+SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))
+ENTRY_POINTS = {"script": [SCRIPT or "keepalive-preload"],
+                "module": [sys.executable, "-m", "keepalive_preload"]}
+
+
+def cli(*args: str, env: dict[str, str] | None = None,
+        entry: str = "script") -> subprocess.CompletedProcess[str]:
+    """Run the installed command with args (in a clean environment by default)."""
+    return subprocess.run([*ENTRY_POINTS[entry], *args], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=clean_env() if env is None else env)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
+    """The command failed with ``status`` and one line on stderr holding every word."""
+    assert result.returncode == status, result
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """A minimal environment: no TCP_*/KEEP* variables inherited from the caller
     (the sanitizers' options are, for the sanitizer run)."""
@@ -134,14 +157,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
-    """Kill proc by PID if it still runs, reap it, and close its pipes."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=TIMEOUT)
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
+def stop(*procs: subprocess.Popen[Any]) -> None:
+    """Kill each process by PID if it still runs, reap it, and close its pipes."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=TIMEOUT)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 @contextlib.contextmanager

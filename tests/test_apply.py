@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+
 from live import (
     ECHO,
     as_nobody,
@@ -23,13 +24,10 @@ from live import (
     missing_pid,
     sock,
     status,
-    stop,
     zombie,
 )
-from test_cli import cli, one_line_error
-
 from netns import BOUND, PORT, SLACK, Hosts, read_event
-from support import TIMEOUT, clean_env, preload_env
+from support import TIMEOUT, clean_env, cli, one_line_error, preload_env, stop
 
 FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
 

@@ -30,20 +30,22 @@ import pytest
 
 from netns import BOUND, SLACK, Hosts, read_event
 from support import (
+    ENTRY_POINTS,
     HELPERS,
     TIMEOUT,
     clean_env,
+    cli,
     cli_for_nobody,
     compile_helper,
     need_tool,
+    one_line_error,
     reports,
     run_as_nobody,
     serve_one,
     unavailable,
 )
 
-SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))
-CLI = [SCRIPT] if SCRIPT else [sys.executable, "-m", "keepalive_preload"]
+CLI = ENTRY_POINTS["script"]
 #: What `attach --idle 7 --interval 3 --count 4` sets: the user timeout is derived.
 SEVEN = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 7, "TCP_KEEPINTVL": 3, "TCP_KEEPCNT": 4,
          "TCP_USER_TIMEOUT": 19000}
@@ -54,23 +56,12 @@ UNTOUCHED = {"SO_KEEPALIVE": 0, "TCP_USER_TIMEOUT": 0}
 _counter = itertools.count()
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=TIMEOUT,
-                          env=clean_env() if env is None else env)
-
 
 def ok(*args: str) -> str:
     result = cli(*args)
     assert result.returncode == 0, result
     return result.stdout
 
-
-def one_line_error(result: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
-    assert result.returncode == status, result
-    assert result.stdout == ""
-    (line,) = result.stderr.splitlines()
-    for word in words:
-        assert word in line, line
 
 
 def subset(report: dict[str, Any], expected: dict[str, int]) -> dict[str, Any]:

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import keepalive_preload
-from support import HELPERS, TIMEOUT, clean_env, unavailable
-
-SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))
-# Both entry points: the console script and python -m.
-ENTRY_POINTS = {"script": [SCRIPT or "keepalive-preload"],
-                "module": [sys.executable, "-m", "keepalive_preload"]}
-
-
-def cli(*args: str, env: dict[str, str] | None = None,
-        entry: str = "script") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ENTRY_POINTS[entry], *args], capture_output=True, text=True,
-                          timeout=TIMEOUT, env=clean_env() if env is None else env)
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
-    assert result.returncode == status, result
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    for word in words:
-        assert word in lines[0]
+from support import (
+    ENTRY_POINTS,
+    SCRIPT,
+    TIMEOUT,
+    clean_env,
+    cli,
+    one_line_error,
+    unavailable,
+)
 
 
 def test_console_script_installed() -> None:
@@ -214,21 +199,6 @@ def test_run_setuid_command_warns(tmp_path: Path) -> None:
 
 
 # ---- run: a real client (status is tested in test_status.py) ------------
-
-@pytest.fixture
-def idle_client(listener: int) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
-    proc = subprocess.Popen(
-        [*ENTRY_POINTS["script"], "run", "--idle", "5", "--interval", "2", "--", sys.executable,
-         str(HELPERS / "idle_client.py"), "127.0.0.1", str(listener)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clean_env())
-    try:
-        assert proc.stdout is not None
-        report = json.loads(proc.stdout.readline())
-        yield proc, report
-    finally:
-        proc.kill()
-        proc.wait(timeout=TIMEOUT)
-
 
 def test_run_sets_keepalive_on_the_client(
         idle_client: tuple[subprocess.Popen[str], dict[str, Any]]) -> None:

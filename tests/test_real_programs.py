@@ -8,9 +8,7 @@ are the same with and without the preload.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,10 +20,9 @@ from typing import Any, Optional, Tuple
 
 import pytest
 
-from support import TIMEOUT, clean_env, ending, free_port, need_tool
+from support import SCRIPT, TIMEOUT, clean_env, ending, free_port, need_tool
 
 IDLE = 30
-SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))
 RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n"
 REQUEST = "GET / HTTP/1.0\r\n\r\n"
 HTTP_CLIENT = """

@@ -13,11 +13,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import keepalive_preload
 from live import (
     ECHO,
     NOBODY,
@@ -29,29 +30,21 @@ from live import (
     missing_pid,
     sock,
     status,
-    stop,
     zombie,
 )
-from test_cli import ENTRY_POINTS, cli, one_line_error
-
-import keepalive_preload
-from support import HELPERS, TIMEOUT, clean_env, library, preload_env, unavailable
+from support import (
+    ENTRY_POINTS,
+    TIMEOUT,
+    clean_env,
+    cli,
+    library,
+    one_line_error,
+    preload_env,
+    stop,
+    unavailable,
+)
 
 FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
-
-
-@pytest.fixture
-def idle_client(listener: int) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
-    """A client started by `keepalive-preload run --idle 5 --interval 2`."""
-    proc = subprocess.Popen(
-        [*ENTRY_POINTS["script"], "run", "--idle", "5", "--interval", "2", "--", sys.executable,
-         str(HELPERS / "idle_client.py"), "127.0.0.1", str(listener)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clean_env())
-    try:
-        assert proc.stdout is not None
-        yield proc, json.loads(proc.stdout.readline())
-    finally:
-        stop(proc)
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
