@@ -103,7 +103,7 @@ def is_go_elf(path: str) -> bool:
                 while at + 12 <= len(notes):  # each note: namesz, descsz, type, name, desc
                     namesz, descsz, _ = struct.unpack_from(order + "III", notes, at)
                     name = notes[at + 12:at + 12 + namesz]
-                    if name == b"Go\0":
+                    if name.rstrip(b"\0") == b"Go":
                         return True
                     at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
     except OSError:
