@@ -265,10 +265,11 @@ def _env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         words += ["--library", shlex.quote(args.library)]
     comment = [f"written by {PROG} {__version__}: {PROG} {' '.join(words)}"]
     if args.format == "systemd":
-        comment += ["Install: systemctl edit UNIT (paste this), or save it as",
-                    "/etc/systemd/system/UNIT.d/keepalive.conf and run systemctl daemon-reload;",
-                    "then restart UNIT. Check: keepalive-preload status "
-                    "$(systemctl show -p MainPID --value UNIT)"]
+        comment += ["Install: systemctl edit NAME (paste this), or save it as",
+                    "/etc/systemd/system/NAME.service.d/keepalive.conf and run "
+                    "systemctl daemon-reload;",
+                    f"then restart NAME. Check: {PROG} status "
+                    "$(systemctl show -p MainPID --value NAME)"]
     try:
         sys.stdout.write(render(args.format, [(n, env[n]) for n in names], comment))
     except ValueError as exc:
