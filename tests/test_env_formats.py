@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_cli import SCRIPT, cli, one_line_error
 
 import keepalive_preload
 from support import TIMEOUT, clean_env, need_tool, reports
-from test_cli import SCRIPT, cli, one_line_error
 
 ARGS = ["--client", "--preset", "aws-nlb", "--count", "3"]
 EXPECTED = {"TCP_KEEPIDLE": "240", "TCP_KEEPINTVL": "20", "TCP_KEEPCNT": "3"}
@@ -40,7 +40,8 @@ def parse_systemd(text: str) -> dict[str, str]:
             section = line
             continue
         key, _, value = line.partition("=")
-        assert section == "[Service]" and key == "Environment", line
+        assert section == "[Service]", line
+        assert key == "Environment", line
         assert not re.search(r"%[^%]", value.replace("%%", "")), line  # no other specifier
         value = value.replace("%%", "\0")
         words, word, quoted, i = [], "", False, 0
@@ -77,7 +78,8 @@ def parse_dockerfile_env(text: str) -> dict[str, str]:
         assert instruction == "ENV", line
         name, _, raw = rest.partition("=")
         assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name), line
-        assert raw.startswith('"') and raw.endswith('"'), line
+        assert raw.startswith('"'), line
+        assert raw.endswith('"'), line
         value, i = "", 1
         while i < len(raw) - 1:
             ch = raw[i]
@@ -101,7 +103,8 @@ def parse_env_file(text: str) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         name, sep, value = line.partition("=")
-        assert sep and not re.search(r"\s", name), line
+        assert sep, line
+        assert not re.search(r"\s", name), line
         env[name] = value
     return env
 

@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_cli import SCRIPT, cli, one_line_error
 
 from keepalive_preload import _cli
 from keepalive_preload._options import BY_NAME
 from keepalive_preload._presets import PRESETS, Preset
 from support import TIMEOUT, clean_env, reports
-from test_cli import SCRIPT, cli, one_line_error
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The middleboxes the issue names and their documented idle timeouts, seconds.

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_cli import cli, one_line_error
 
 import keepalive_preload
 from support import TIMEOUT, clean_env, reports, unavailable
-from test_cli import cli, one_line_error
 
 MAPPED = 'grep -o "libkeepalive[a-z_]*\\.so" /proc/$$/maps | sort -u | tr "\\n" " "'
 
