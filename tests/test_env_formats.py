@@ -11,6 +11,7 @@ variables it carries really configure a socket.
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -210,3 +211,31 @@ def test_python_version_path_is_pointed_out() -> None:
     assert cli("env", "--format", "systemd", "--library",
                "libkeepalive_socket.so").stderr == ""
     assert cli("env").stderr == ""  # sh: for this shell, now
+
+
+# ---- the README's deploying recipes are what the command prints ------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def normalized(text: str) -> list[str]:
+    return [re.sub(r"keepalive-preload \d[^:]*: ", "keepalive-preload VERSION: ", line)
+            for line in text.splitlines()]
+
+
+def test_readme_console_blocks_are_the_commands_output() -> None:
+    blocks = re.findall(r"```console\n\$ keepalive-preload (env [^\n]*)\n(.*?)```",
+                        README.read_text(), re.DOTALL)
+    assert blocks
+    for command, shown in blocks:
+        result = cli(*shlex.split(command))
+        assert result.returncode == 0, result.stderr
+        assert normalized(result.stdout) == normalized(shown), command
+
+
+def test_readme_dockerfile_env_lines_are_the_commands_output() -> None:
+    (dockerfile,) = re.findall(r"```dockerfile\n(.*?)```", README.read_text(), re.DOTALL)
+    (command,) = re.findall(r"^# from: keepalive-preload (env .*)$", dockerfile, re.MULTILINE)
+    env_lines = [line for line in dockerfile.splitlines() if line.startswith("ENV ")]
+    printed = cli(*shlex.split(command)).stdout
+    assert env_lines == [line for line in printed.splitlines() if line.startswith("ENV ")]
