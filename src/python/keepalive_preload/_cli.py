@@ -9,10 +9,10 @@ import shlex
 import sys
 
 from . import environ, path
-from ._envformat import FORMATS, render
+from ._envformat import FORMATS, render, upgrade_note, use_library
 from ._exec import CommandError, execute, is_go_elf, is_static_elf, privilege_change, resolve
 from ._options import BY_NAME, LIBRARIES, OPTIONS, REACHES, VARIANTS, WORDS, variant_name
-from ._presets import PRESETS, preset
+from ._presets import PRESETS, preset, presets_table
 from ._status import StatusError, format_status, status
 from ._version import __version__
 
@@ -237,55 +237,27 @@ def _env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # sh output is eval'd into this shell: its LD_PRELOAD entries are kept. A
     # drop-in, an image or an env-file is another environment: only ours.
     env = _environment(args, parser, base=None if args.format == "sh" else {})
-    variant = args.variant
-    if args.library is not None:
-        expected = LIBRARIES[variant]
-        if os.path.basename(args.library) != expected or any(c in args.library for c in " :\t\n"):
-            parser.error(f"--library {args.library}: expected a path or bare name of "
-                         f"{expected} (the --{WORDS[variant]} library), without spaces or colons")
-        ours = path(variant)
-        env["LD_PRELOAD"] = ":".join(args.library if entry == ours else entry
-                                     for entry in env["LD_PRELOAD"].split(":"))
     given = chosen_values(args)
     names = ["LD_PRELOAD", *(o.variable for o in OPTIONS if given[o.name] is not None)]
     if args.debug:
         names.append("LIBKEEPALIVE_DEBUG")
-    if args.format != "sh" and "/python3." in env["LD_PRELOAD"]:
-        sys.stderr.write(f"{PROG}: note: LD_PRELOAD names a path inside this Python's "
-                         "site-packages, which changes when Python is upgraded; for a "
-                         "lasting unit or image use the .deb/.rpm (--library "
-                         f"{LIBRARIES[variant]}) or a copy (--library /usr/local/lib/"
-                         f"{LIBRARIES[variant]})\n")
-    words = ["env", "--format", args.format, f"--{WORDS[variant]}"]
-    if args.preset is not None:
-        words += ["--preset", args.preset]
-    words += [f"{o.flag} {getattr(args, o.name)}" for o in OPTIONS
-              if getattr(args, o.name) is not None]
-    if args.library is not None:
-        words += ["--library", shlex.quote(args.library)]
-    comment = [f"written by {PROG} {__version__}: {PROG} {' '.join(words)}"]
-    if args.format == "systemd":
-        comment += ["Install: systemctl edit NAME (paste this), or save it as",
-                    "/etc/systemd/system/NAME.service.d/keepalive.conf and run "
-                    "systemctl daemon-reload;",
-                    f"then restart NAME. Check: {PROG} status "
-                    "$(systemctl show -p MainPID --value NAME)"]
+    words = ["env", "--format", args.format, f"--{WORDS[args.variant]}",
+             *(["--preset", args.preset] if args.preset else []),
+             *(f"{o.flag} {getattr(args, o.name)}" for o in OPTIONS
+               if getattr(args, o.name) is not None),
+             *(["--library", shlex.quote(args.library)] if args.library else [])]
     try:
-        sys.stdout.write(render(args.format, [(n, env[n]) for n in names], comment))
+        if args.library is not None:
+            env["LD_PRELOAD"] = use_library(env["LD_PRELOAD"], path(args.variant),
+                                            args.library, f"--{WORDS[args.variant]}")
+        text = render(args.format, [(n, env[n]) for n in names],
+                      f"{PROG} {__version__}: {PROG} {' '.join(words)}")
     except ValueError as exc:
         parser.error(str(exc))
-    return 0
-
-
-def _presets() -> int:
-    head = ("PRESET", "TIMEOUT", "IDLE", "INTERVAL", "COUNT", "DEAD AFTER", "MIDDLEBOX")
-    rows = [head] + [(p.name, f"{p.timeout}s", f"{p.idle}s", f"{p.interval}s", str(p.count),
-                      f"{p.idle + p.interval * p.count}s", p.title) for p in PRESETS]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    print("\nDEAD AFTER: idle + interval * count, also the derived TCP_USER_TIMEOUT; "
-          "explicit --idle/--interval/--count/--user-timeout win over the preset.")
+    note = upgrade_note(args.format, env["LD_PRELOAD"])
+    if note:
+        sys.stderr.write(f"{PROG}: note: {note}\n")
+    sys.stdout.write(text)
     return 0
 
 
@@ -308,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.subcommand == "env":
             return _env(args, parser)
         if args.subcommand == "presets":
-            return _presets()
+            sys.stdout.write(presets_table())
+            return 0
         if args.subcommand == "path":
             print(path(args.variant))
             return 0

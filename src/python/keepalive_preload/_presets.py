@@ -74,6 +74,19 @@ PRESETS = (
 BY_NAME = {preset.name: preset for preset in PRESETS}
 
 
+def presets_table() -> str:
+    """The presets as the ``presets`` subcommand prints them."""
+    head = ("PRESET", "TIMEOUT", "IDLE", "INTERVAL", "COUNT", "DEAD AFTER", "MIDDLEBOX")
+    rows = [head] + [(p.name, f"{p.timeout}s", f"{p.idle}s", f"{p.interval}s", str(p.count),
+                      f"{p.idle + p.interval * p.count}s", p.title) for p in PRESETS]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
+             for row in rows]
+    return "\n".join(lines) + (
+        "\n\nDEAD AFTER: idle + interval * count, also the derived TCP_USER_TIMEOUT; "
+        "explicit --idle/--interval/--count/--user-timeout win over the preset.\n")
+
+
 def preset(name: str) -> Preset:
     """The preset called ``name``; ``ValueError`` listing the valid names otherwise."""
     try:
