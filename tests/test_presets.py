@@ -5,8 +5,11 @@ the README's table says what the package's table says."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from test_cli import SCRIPT, cli, one_line_error
 from keepalive_preload import _cli
 from keepalive_preload._options import BY_NAME
 from keepalive_preload._presets import PRESETS, Preset
-from support import TIMEOUT, clean_env, reports
+from support import HELPERS, TIMEOUT, clean_env, reports
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The middleboxes the issue names and their documented idle timeouts, seconds.
@@ -112,3 +115,24 @@ def test_man_page_lists_every_preset() -> None:
 
 
 PRESETS_BY_NAME = {p.name: p for p in PRESETS}
+
+
+def test_probes_on_a_live_connection_come_every_max_idle_interval(listener: int) -> None:
+    """The rule the presets rest on: after the first probe (at idle = 1 s) is
+    answered, the next comes `interval` (3 s) later, not `idle` later — the
+    armed timer still has more than idle to run 1.8 s in."""
+    proc = subprocess.Popen(
+        [SCRIPT or "keepalive-preload", "run", "--idle", "1", "--interval", "3", "--",
+         sys.executable, str(HELPERS / "idle_client.py"), "127.0.0.1", str(listener)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        assert proc.stdout is not None
+        fd = json.loads(proc.stdout.readline())["fd"]
+        time.sleep(1.8)  # the first probe went out at ~1 s and was answered
+        data = json.loads(cli("status", "--json", str(proc.pid)).stdout)
+        (sock,) = [s for s in data["sockets"] if s["fd"] == fd]
+        assert sock["timer"] == "keepalive"
+        assert 1.3 < sock["expires_in"] <= 3.0, sock
+    finally:
+        proc.kill()
+        proc.communicate(timeout=TIMEOUT)
