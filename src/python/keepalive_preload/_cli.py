@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 PROG = "keepalive-preload"
 
-EXAMPLES = "examples:\n" + "".join(f"  {line:<48} {what}\n" for line, what in (
+_EXAMPLES = (
     (f"{PROG} run -- redis-cli -h cache monitor", "keepalive on every TCP socket"),
     (f"{PROG} run --client --idle 30 -- psql -h db", "outbound connections only"),
     (f"{PROG} run --server --idle 60 -- memcached", "every accepted connection"),
@@ -31,7 +31,9 @@ EXAMPLES = "examples:\n" + "".join(f"  {line:<48} {what}\n" for line, what in (
     (f'eval "$({PROG} env --idle 30)"; COMMAND', "the same, in this shell"),
     (f"{PROG} status 1234", "check a running process"),
     (f"LD_PRELOAD=$({PROG} path) COMMAND", "the library itself"),
-))
+)
+_WIDTH = max(len(line) for line, _ in _EXAMPLES)
+EXAMPLES = "examples:\n" + "".join(f"  {line:<{_WIDTH}}  {what}\n" for line, what in _EXAMPLES)
 
 
 class _Parser(argparse.ArgumentParser):
