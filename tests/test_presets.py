@@ -77,14 +77,26 @@ def test_unknown_preset_one_line_exit_2() -> None:
 
 
 def test_every_preload_parser_takes_preset() -> None:
-    # apply and cgroup attach build on _add_preload_options and chosen_values().
+    # apply and cgroup attach build on _add_preload_options: the preset's values
+    # are in the namespace like options given, explicit ones win in either order.
     parser = argparse.ArgumentParser()
     _cli._add_preload_options(parser)
-    args = parser.parse_args(["--preset", "gcp-nat", "--interval", "45"])
-    values = _cli.chosen_values(args)
-    assert (values["idle"], values["interval"], values["count"]) == (800, 45, 5)
-    assert values["user_timeout"] is None
-    assert _cli.chosen_values(parser.parse_args([]))["idle"] is None
+    for argv in (["--preset", "gcp-nat", "--interval", "45"],
+                 ["--interval", "45", "--preset", "gcp-nat"]):
+        args = parser.parse_args(argv)
+        assert (args.idle, args.interval, args.count, args.user_timeout) == (800, 45, 5, None)
+        assert _cli.chosen_values(args)["interval"] == 45
+    assert parser.parse_args([]).idle is None
+
+
+def test_preset_twice_is_an_error() -> None:
+    one_line_error(cli("env", "--preset", "ipvs", "--preset", "aws-nat"), 2,
+                   "--preset given twice")
+
+
+def test_env_file_header_names_explicit_options_only() -> None:
+    out = cli("env", "--format", "dotenv", "--preset", "ipvs", "--count", "3").stdout
+    assert out.splitlines()[0].endswith("env --format dotenv --all --preset ipvs --count 3")
 
 
 def test_presets_subcommand_lists_every_preset() -> None:

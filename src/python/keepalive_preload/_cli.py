@@ -66,7 +66,7 @@ def _add_preload_options(parser: argparse.ArgumentParser) -> None:
                            const=variant, help=f"{REACHES[variant]} ({LIBRARIES[variant]}, "
                            f"{variant}{default})")
     parser.set_defaults(variant=DEFAULT_VARIANT)
-    parser.add_argument("--preset", type=_preset_name, metavar="NAME",
+    parser.add_argument("--preset", type=_preset_name, metavar="NAME", action=_PresetAction,
                         help="values for a middlebox's idle timeout (see the presets "
                              "subcommand); options given explicitly win: "
                              + ", ".join(p.name for p in PRESETS))
@@ -86,16 +86,37 @@ def _preset_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _PresetAction(argparse.Action):
+    """--preset NAME fills in the preset's values while parsing, each only if
+    the option is not given (before or after it): explicit options win, and
+    every subcommand built on _add_preload_options reads the values from the
+    namespace like any option. ``preset_values`` keeps what it filled in."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice")
+        chosen = preset(str(values))
+        setattr(namespace, self.dest, chosen.name)
+        filled = {}
+        for name, value in chosen.values().items():
+            if getattr(namespace, name, None) is None:
+                setattr(namespace, name, value)
+                filled[name] = value
+        namespace.preset_values = filled
+
+
 def chosen_values(args: argparse.Namespace) -> dict[str, int | None]:
     """The option values the command line asks for, by option name (None: not
-    given): the preset's (--preset), then each option given explicitly, which
-    wins over the preset."""
-    values: dict[str, int | None] = {o.name: getattr(args, o.name) for o in OPTIONS}
-    if getattr(args, "preset", None) is not None:
-        for name, value in preset(args.preset).values().items():
-            if values[name] is None:
-                values[name] = value
-    return values
+    given), a preset's included."""
+    return {o.name: getattr(args, o.name) for o in OPTIONS}
+
+
+def _explicit(args: argparse.Namespace) -> dict[str, int]:
+    """The options given on the command line rather than by --preset."""
+    filled = getattr(args, "preset_values", {})
+    return {name: value for name, value in chosen_values(args).items()
+            if value is not None and filled.get(name) != value}
 
 
 def check_variant_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -245,8 +266,7 @@ def _env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         names.append("LIBKEEPALIVE_DEBUG")
     words = ["env", "--format", args.format, f"--{WORDS[args.variant]}",
              *(["--preset", args.preset] if args.preset else []),
-             *(f"{o.flag} {getattr(args, o.name)}" for o in OPTIONS
-               if getattr(args, o.name) is not None),
+             *(f"{BY_NAME[name].flag} {value}" for name, value in _explicit(args).items()),
              *(["--library", shlex.quote(args.library)] if args.library else [])]
     try:
         if args.library is not None:
