@@ -102,8 +102,9 @@ def debian_changelog(version: str, epoch: int) -> bytes:
 
 
 def stage_docs(stage: Path, version: str, epoch: int) -> None:
-    gzip_n((ROOT / "man" / "keepalive-preload.7").read_bytes(),
-           stage / "man" / "keepalive-preload.7.gz")
+    for section in (1, 7):
+        gzip_n((ROOT / "man" / f"keepalive-preload.{section}").read_bytes(),
+               stage / "man" / f"keepalive-preload.{section}.gz")
     gzip_n((ROOT / "CHANGELOG.md").read_bytes(), stage / "doc" / "changelog.gz")
     gzip_n(debian_changelog(version, epoch), stage / "doc" / "changelog.Debian.gz")
     shutil.copy(ROOT / "README.md", stage / "doc" / "README.md")

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARCH = {"x86_64": ("amd64", "x86_64"), "aarch64": ("arm64", "aarch64")}[os.uname().machine]
 LIBS = tuple(keepalive_preload.LIBRARIES.values())
 FILES = {f"/usr/lib/{lib}": 0o644 for lib in LIBS} | {
+    "/usr/share/man/man1/keepalive-preload.1.gz": 0o644,
     "/usr/share/man/man7/keepalive-preload.7.gz": 0o644,
     "/usr/share/doc/keepalive-preload/changelog.gz": 0o644,
     "/usr/share/doc/keepalive-preload/README.md": 0o644,
@@ -126,7 +127,9 @@ def test_man_page_and_changelogs(packages: dict[str, Path], tmp_path: Path) -> N
     output("dpkg-deb", "-x", str(packages["deb"]), str(tmp_path))
     doc = tmp_path / "usr" / "share" / "doc" / "keepalive-preload"
     man = tmp_path / "usr" / "share" / "man" / "man7" / "keepalive-preload.7.gz"
-    for gz in (man, doc / "changelog.gz", doc / "changelog.Debian.gz"):
+    man1 = tmp_path / "usr" / "share" / "man" / "man1" / "keepalive-preload.1.gz"
+    assert gzip.decompress(man1.read_bytes()) == (ROOT / "man" / "keepalive-preload.1").read_bytes()
+    for gz in (man, man1, doc / "changelog.gz", doc / "changelog.Debian.gz"):
         raw = gz.read_bytes()
         assert raw[4:8] == b"\0\0\0\0"  # gzip -n: no timestamp
         gzip.decompress(raw)
@@ -204,6 +207,14 @@ class TestInstalledDeb:
             unavailable("man is not installed")
         assert output("man", "-w", "7", "keepalive-preload").strip() == \
             "/usr/share/man/man7/keepalive-preload.7.gz"
+        # Section 1 first: `man keepalive-preload` is the command's page.
+        assert output("man", "-w", "keepalive-preload").strip() == \
+            "/usr/share/man/man1/keepalive-preload.1.gz"
+        shown = subprocess.run(["man", "1", "keepalive-preload"], capture_output=True, text=True,
+                               timeout=TIMEOUT, env={**os.environ, "MANPAGER": "cat",
+                                                     "MANWIDTH": "80"})
+        assert shown.returncode == 0, shown.stderr
+        assert "keepalive-preload presets" in shown.stdout
 
     def test_setuid_opt_in_with_statoverride(self, probe: str, listener: int) -> None:
         with privileged_copy(probe, "setuid") as setuid_probe:
@@ -290,3 +301,7 @@ def test_cmake_install_modes(tmp_path: Path) -> None:
                        capture_output=True, env={**os.environ, "DESTDIR": str(dest)})
         for lib in LIBS:
             assert os.stat(dest / "usr" / "lib" / lib).st_mode & 0o7777 == mode, (setuid, lib)
+        for section in (1, 7):
+            page = f"keepalive-preload.{section}"
+            assert (dest / "usr" / "share" / "man" / f"man{section}" / page).read_bytes() == \
+                (ROOT / "man" / page).read_bytes()

@@ -8,8 +8,10 @@ import shlex
 import sys
 
 from . import _apply, _cgroup, _status, environ, path
-from ._exec import CommandError, is_static_elf, privilege_change, resolve
-from ._options import LIBRARIES, OPTIONS, REACHES, VARIANTS, WORDS, variant_name
+from ._envformat import FORMATS, render, upgrade_note, use_library
+from ._exec import CommandError, execute, is_go_elf, is_static_elf, privilege_change, resolve
+from ._options import BY_NAME, LIBRARIES, OPTIONS, REACHES, VARIANTS, WORDS, variant_name
+from ._presets import PRESETS, preset, presets_table
 from ._version import __version__
 
 TYPE_CHECKING = False
@@ -22,6 +24,8 @@ _EXAMPLES = (
     (f"{PROG} run -- redis-cli -h cache monitor", "keepalive on every TCP socket"),
     (f"{PROG} run --client --idle 30 -- psql -h db", "outbound connections only"),
     (f"{PROG} run --server --idle 60 -- memcached", "every accepted connection"),
+    (f"{PROG} run --preset aws-nlb -- psql -h db", "values for AWS NLB's 350 s timeout"),
+    (f"{PROG} env --format systemd --preset azure-lb", "a systemd drop-in"),
     (f'eval "$({PROG} env --idle 30)"; COMMAND', "the same, in this shell"),
     (f"{PROG} status 1234", "check a running process"),
     (f"{PROG} apply --idle 30 1234", "fix it without restarting it"),
@@ -62,6 +66,10 @@ def _add_preload_options(parser: argparse.ArgumentParser) -> None:
                            const=variant, help=f"{REACHES[variant]} ({LIBRARIES[variant]}, "
                            f"{variant}{default})")
     parser.set_defaults(variant=DEFAULT_VARIANT)
+    parser.add_argument("--preset", type=_preset_name, metavar="NAME", action=_PresetAction,
+                        help="values for a middlebox's idle timeout (see the presets "
+                             "subcommand); options given explicitly win: "
+                             + ", ".join(p.name for p in PRESETS))
     for option in OPTIONS:
         parser.add_argument(option.flag, dest=option.name, type=_typed(option.parse),
                             metavar=option.metavar,
@@ -71,21 +79,63 @@ def _add_preload_options(parser: argparse.ArgumentParser) -> None:
                         help="print what is set on each socket to stderr [LIBKEEPALIVE_DEBUG]")
 
 
+def _preset_name(text: str) -> str:
+    try:
+        return preset(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _PresetAction(argparse.Action):
+    """--preset NAME fills in the preset's values while parsing, each only if
+    the option is not given (before or after it): explicit options win, and
+    every subcommand built on _add_preload_options reads the values from the
+    namespace like any option. ``preset_values`` keeps what it filled in."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice")
+        chosen = preset(str(values))
+        setattr(namespace, self.dest, chosen.name)
+        filled = {}
+        for name, value in chosen.values().items():
+            if getattr(namespace, name, None) is None:
+                setattr(namespace, name, value)
+                filled[name] = value
+        namespace.preset_values = filled
+
+
+def chosen_values(args: argparse.Namespace) -> dict[str, int | None]:
+    """The option values the command line asks for, by option name (None: not
+    given), a preset's included."""
+    return {o.name: getattr(args, o.name) for o in OPTIONS}
+
+
+def _explicit(args: argparse.Namespace) -> dict[str, int]:
+    """The options given on the command line rather than by --preset."""
+    filled = getattr(args, "preset_values", {})
+    return {name: value for name, value in chosen_values(args).items()
+            if value is not None and filled.get(name) != value}
+
+
 def check_variant_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Refuse, in the words of the command line, an option the chosen variant
     does not apply (--syn-count with --server)."""
-    for option in OPTIONS:
-        if getattr(args, option.name) is not None and args.variant not in option.variants:
+    for name, value in chosen_values(args).items():
+        option = BY_NAME[name]
+        if value is not None and args.variant not in option.variants:
             where = " and ".join(f"--{WORDS[v]}" for v in option.variants)
             parser.error(f"{option.flag} has no effect with --{WORDS[args.variant]}; "
                          f"it applies to {where}")
 
 
-def _environment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, str]:
+def _environment(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                 base: dict[str, str] | None = None) -> dict[str, str]:
     check_variant_options(args, parser)
-    values = {o.name: getattr(args, o.name) for o in OPTIONS}
+    values = chosen_values(args)
     try:
-        return environ(args.variant, debug=args.debug, **values)
+        return environ(args.variant, debug=args.debug, base=base, **values)
     except ValueError as exc:
         parser.error(str(exc))
         raise  # not reached
@@ -112,10 +162,25 @@ def _parser() -> _Parser:
     _add_preload_options(run)
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="[--] COMMAND [ARGS ...]")
 
-    env = commands.add_parser("env", help="print shell export lines to eval",
-                              description='Print the export lines for: eval "$(' + PROG
-                              + ' env --idle 30)"')
+    env = commands.add_parser("env", help="print the environment for a shell, systemd or docker",
+                              description='Print the variables run would set: export lines '
+                              'for eval "$(' + PROG + ' env --idle 30)" (sh), a systemd '
+                              '[Service] drop-in (systemd), Dockerfile ENV lines (docker) or '
+                              'a docker --env-file (dotenv).')
     _add_preload_options(env)
+    env.add_argument("--format", choices=FORMATS, default="sh",
+                     help="sh (the default; merges with this shell's LD_PRELOAD), systemd, "
+                          "docker or dotenv (these three: only our library in LD_PRELOAD)")
+    env.add_argument("--library", metavar="PATH",
+                     help="the LD_PRELOAD entry to write instead of this installation's path: "
+                          "a bare name (libkeepalive_socket.so) for the .deb/.rpm, or a "
+                          "stable copy (/usr/local/lib/libkeepalive_socket.so)")
+
+    commands.add_parser("presets", help="list the presets for --preset",
+                        description="List the presets for --preset: each middlebox's idle "
+                        "timeout and the values chosen for it (idle + interval at most 3/4 "
+                        "of the timeout; probes on a live connection come every "
+                        "max(idle, interval)).")
 
     where = commands.add_parser("path", help="print the path of a library",
                                 description="Print the absolute path of the library of "
@@ -142,31 +207,77 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except CommandError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
         return exc.status
-    if is_static_elf(program):
+    if is_go_elf(program):
+        sys.stderr.write(
+            f"{PROG}: warning: {program} is a Go program: it makes its socket calls itself, "
+            "so LD_PRELOAD cannot reach them and these options do not apply; Go (1.13 and "
+            "later) turns keepalive on by itself for the connections it dials and accepts "
+            "(15 s unless the program chooses or disables it); to apply these options use "
+            f"the cgroup mode: {PROG} cgroup attach; running it anyway\n")
+    elif is_static_elf(program):
         sys.stderr.write(f"{PROG}: warning: {program} is statically linked: LD_PRELOAD "
-                         "cannot reach it, so keepalive stays off (keepalive-preload cgroup attach "
-                         "reaches it); running it anyway\n")
+                         "cannot reach it, so keepalive stays off (the cgroup mode reaches "
+                         f"it: {PROG} cgroup attach); running it anyway\n")
     why = privilege_change(program)
     if why is not None:
         sys.stderr.write(
             f"{PROG}: warning: {program} is {why}: the loader ignores this LD_PRELOAD path, "
             "so keepalive stays off; only a library installed set-user-ID in a system "
             "directory is preloaded (see the README), and it then uses the defaults\n")
+    if args.debug:
+        _report_inherited(args, env)
     sys.stdout.flush()
-    try:
-        os.execve(program, command, env)
-    except OSError as exc:
-        sys.stderr.write(f"{PROG}: {command[0]}: {exc.strerror}\n")
-    return 126
+    sys.stderr.flush()
+    failure = execute(program, command, env)
+    sys.stderr.write(f"{PROG}: {failure}\n")
+    return failure.status
+
+
+#: Variables the libraries read besides the options' own (KEEPALIVE=off, the
+#: configuration file).
+_OTHER_VARIABLES = ("KEEPALIVE", "KEEPALIVE_CONFIG")
+
+
+def _report_inherited(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """--debug: name what COMMAND gets from this environment rather than from
+    the command line — option variables (and their 0.3 aliases) the user did
+    not give, and the LD_PRELOAD it ends up with."""
+    given = {BY_NAME[name].variable for name, value in chosen_values(args).items()
+             if value is not None}
+    watched = [*(o.variable for o in OPTIONS), *(o.alias for o in OPTIONS if o.alias),
+               *_OTHER_VARIABLES]
+    inherited = [f"{name}={env[name]}" for name in watched
+                 if name not in given and name in env and os.environ.get(name) == env[name]]
+    sys.stderr.write(f"{PROG}: LD_PRELOAD={env['LD_PRELOAD']}\n")
+    if inherited:
+        sys.stderr.write(f"{PROG}: inherited from the environment, not given on this command "
+                         f"line: {' '.join(inherited)}\n")
 
 
 def _env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    env = _environment(args, parser)
-    names = ["LD_PRELOAD", *(o.variable for o in OPTIONS if getattr(args, o.name) is not None)]
+    # sh output is eval'd into this shell: its LD_PRELOAD entries are kept. A
+    # drop-in, an image or an env-file is another environment: only ours.
+    env = _environment(args, parser, base=None if args.format == "sh" else {})
+    given = chosen_values(args)
+    names = ["LD_PRELOAD", *(o.variable for o in OPTIONS if given[o.name] is not None)]
     if args.debug:
         names.append("LIBKEEPALIVE_DEBUG")
-    for name in names:
-        print(f"export {name}={shlex.quote(env[name])}")
+    words = ["env", "--format", args.format, f"--{WORDS[args.variant]}",
+             *(["--preset", args.preset] if args.preset else []),
+             *(f"{BY_NAME[name].flag} {value}" for name, value in _explicit(args).items()),
+             *(["--library", shlex.quote(args.library)] if args.library else [])]
+    try:
+        if args.library is not None:
+            env["LD_PRELOAD"] = use_library(env["LD_PRELOAD"], path(args.variant),
+                                            args.library, f"--{WORDS[args.variant]}")
+        text = render(args.format, [(n, env[n]) for n in names],
+                      f"{PROG} {__version__}: {PROG} {' '.join(words)}")
+    except ValueError as exc:
+        parser.error(str(exc))
+    note = upgrade_note(args.format, env["LD_PRELOAD"])
+    if note:
+        sys.stderr.write(f"{PROG}: note: {note}\n")
+    sys.stdout.write(text)
     return 0
 
 
@@ -180,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _env(args, parser)
         if args.subcommand == "cgroup":
             return _cgroup.main(args, parser)
+        if args.subcommand == "presets":
+            sys.stdout.write(presets_table())
+            return 0
         if args.subcommand == "path":
             print(path(args.variant))
             return 0
