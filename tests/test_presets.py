@@ -136,14 +136,11 @@ def test_probes_on_a_live_connection_come_every_max_idle_interval(listener: int)
         [SCRIPT or "keepalive-preload", "run", "--idle", "1", "--interval", "3", "--",
          sys.executable, str(HELPERS / "idle_client.py"), "127.0.0.1", str(listener)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clean_env())
-    try:
+    with ending(proc):
         assert proc.stdout is not None
         fd = json.loads(proc.stdout.readline())["fd"]
         time.sleep(1.8)  # the first probe went out at ~1 s and was answered
-        data = json.loads(cli("status", "--json", str(proc.pid)).stdout)
+        (data,) = json.loads(cli("status", "--json", str(proc.pid)).stdout)
         (sock,) = [s for s in data["sockets"] if s["fd"] == fd]
         assert sock["timer"] == "keepalive"
         assert 1.3 < sock["expires_in"] <= 3.0, sock
-    finally:
-        proc.kill()
-        proc.communicate(timeout=TIMEOUT)
