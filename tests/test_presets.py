@@ -10,16 +10,14 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from keepalive_preload import _cli
 from keepalive_preload._options import BY_NAME
 from keepalive_preload._presets import PRESETS, Preset
-from support import HELPERS, SCRIPT, TIMEOUT, clean_env, cli, one_line_error, reports
+from support import HELPERS, ROOT, SCRIPT, clean_env, cli, ending, one_line_error, reports
 
-ROOT = Path(__file__).resolve().parent.parent
 #: The middleboxes the issue names and their documented idle timeouts, seconds.
 REQUIRED = {"aws-nlb": 350, "aws-nat": 350, "azure-lb": 240, "azure-nat": 240,
             "gcp-nat": 1200, "gce-firewall": 600, "ipvs": 900, "oracle-nlb": 360}
