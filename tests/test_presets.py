@@ -16,7 +16,7 @@ import pytest
 from keepalive_preload import _cli
 from keepalive_preload._options import BY_NAME
 from keepalive_preload._presets import PRESETS, Preset
-from support import HELPERS, ROOT, SCRIPT, clean_env, cli, ending, one_line_error, reports
+from support import HELPERS, ROOT, SCRIPT, TIMEOUT, clean_env, cli, ending, one_line_error, reports
 
 #: The middleboxes the issue names and their documented idle timeouts, seconds.
 REQUIRED = {"aws-nlb": 350, "aws-nat": 350, "azure-lb": 240, "azure-nat": 240,
