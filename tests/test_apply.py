@@ -24,7 +24,6 @@ from live import (
     missing_pid,
     sock,
     status,
-    zombie,
 )
 from netns import BOUND, PORT, SLACK, Hosts, read_event
 from support import TIMEOUT, clean_env, cli, one_line_error, preload_env, stop
@@ -191,15 +190,7 @@ def test_bad_arguments(args: list[str], words: list[str]) -> None:
 
 # ---- processes that cannot be changed: one line, exit 1 --------------------
 
-def test_no_such_process() -> None:
-    gone = missing_pid()
-    one_line_error(cli("apply", str(gone)), 1, f"no process with PID {gone}")
-
-
-def test_zombie() -> None:
-    with zombie() as pid:
-        one_line_error(cli("apply", str(pid)), 1, "zombie")
-
+# (no such process, a zombie: test_status.py, for both commands)
 
 def test_as_nobody_permission_denied() -> None:
     with echo_pair() as (_, client, _, outbound):

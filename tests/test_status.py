@@ -208,14 +208,16 @@ def test_several_pids_each_reported_exit_1_if_one_fails() -> None:
 
 # ---- processes that cannot be read: an error and exit 1, never an empty list
 
-def test_no_such_process() -> None:
+@pytest.mark.parametrize("command", ["status", "apply"])
+def test_no_such_process(command: str) -> None:
     gone = missing_pid()
-    one_line_error(cli("status", str(gone)), 1, f"no process with PID {gone}")
+    one_line_error(cli(command, str(gone)), 1, f"no process with PID {gone}")
 
 
-def test_zombie() -> None:
+@pytest.mark.parametrize("command", ["status", "apply"])
+def test_zombie(command: str) -> None:
     with zombie() as pid:
-        one_line_error(cli("status", str(pid)), 1, f"PID {pid}", "zombie")
+        one_line_error(cli(command, str(pid)), 1, f"PID {pid}", "zombie")
 
 
 def test_other_users_process_as_nobody() -> None:
