@@ -38,9 +38,11 @@ FILES = {f"/usr/lib/{lib}": 0o644 for lib in LIBS} | {
     "/usr/share/man/man7/keepalive-preload.7.gz": 0o644,
     "/usr/share/doc/keepalive-preload/changelog.gz": 0o644,
     "/usr/share/doc/keepalive-preload/README.md": 0o644,
+    "/usr/share/doc/keepalive-preload/examples/keepalive-preload.conf": 0o644,
 }
 DEB_ONLY = {"/usr/share/doc/keepalive-preload/copyright": 0o644,
             "/usr/share/doc/keepalive-preload/changelog.Debian.gz": 0o644,
+            "/usr/share/doc/keepalive-preload/NEWS.Debian.gz": 0o644,
             "/usr/share/lintian/overrides/keepalive-preload": 0o644}
 RPM_ONLY = {"/usr/share/licenses/keepalive-preload/LICENSE": 0o644}
 VERSION = keepalive_preload.__version__
