@@ -3,7 +3,9 @@
 on accepted connections). Seen from outside with `ss -tno`.
 
 By default the program's choice wins in every variant; with KEEPALIVE=force,
-or through `keepalive-preload run` with values, ours do.
+or through `keepalive-preload run` with values, ours do — in every variant,
+also one that does not otherwise cover the socket (the libraries' setsockopt
+substitutes our value for the program's).
 """
 
 from __future__ import annotations
@@ -76,12 +78,15 @@ def test_curl_sets_its_own() -> None:
     assert near(curl_timer([], clean_env()), 60)
 
 
-@pytest.mark.parametrize("variant", ["connect", "socket"])
+VARIANTS = ("connect", "listen", "socket")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_curl_keeps_its_own_by_default(variant: str) -> None:
     assert near(curl_timer([], preloaded(variant, TCP_KEEPIDLE="30")), 60)
 
 
-@pytest.mark.parametrize("variant", ["connect", "socket"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_curl_forced(variant: str) -> None:
     env = preloaded(variant, TCP_KEEPIDLE="30", KEEPALIVE="force")
     assert near(curl_timer([], env), 30)
@@ -141,12 +146,12 @@ def redis_cli_timer(prefix: list[str], env: dict[str, str]) -> float:
 
 def test_redis_cli_keeps_its_own_by_default() -> None:
     assert near(redis_cli_timer([], clean_env()), 15)
-    for variant in ("connect", "socket"):
+    for variant in VARIANTS:
         assert near(redis_cli_timer([], preloaded(variant, TCP_KEEPIDLE="60")), 15)
 
 
 def test_redis_cli_forced() -> None:
-    for variant in ("connect", "socket"):
+    for variant in VARIANTS:
         env = preloaded(variant, TCP_KEEPIDLE="60", KEEPALIVE="force")
         assert near(redis_cli_timer([], env), 60)
     assert near(redis_cli_timer([CLI, "run", "--client", "--idle", "60", "--"], clean_env()), 60)
@@ -161,12 +166,12 @@ def redis_server_timer(prefix: list[str], env: dict[str, str]) -> float:
         return timer_of(f"sport = :{port}")
 
 
-@pytest.mark.parametrize("variant", ["listen", "socket"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_redis_server_keeps_its_own_by_default(variant: str) -> None:
     assert near(redis_server_timer([], preloaded(variant, TCP_KEEPIDLE="20")), 300)
 
 
-@pytest.mark.parametrize("variant", ["listen", "socket"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_redis_server_forced(variant: str) -> None:
     env = preloaded(variant, TCP_KEEPIDLE="20", KEEPALIVE="force")
     assert near(redis_server_timer([], env), 20)
@@ -175,3 +180,43 @@ def test_redis_server_forced(variant: str) -> None:
 def test_run_values_win_over_redis_server() -> None:
     assert near(redis_server_timer([CLI, "run", "--server", "--idle", "20", "--"],
                                    clean_env()), 20)
+
+
+NODE_CLIENT = """
+const net = require("net");
+const s = net.connect(Number(process.argv[1]), "127.0.0.1", () => {
+  s.setKeepAlive(true, 100000);
+  console.log("ready");
+});
+setTimeout(() => s.destroy(), 20000);
+"""
+
+
+def node_timer(prefix: list[str], env: dict[str, str]) -> float:
+    """Node's socket.setKeepAlive(true, 100000), after connecting: 100 s."""
+    node = need_tool("node")
+    server = HeldServer()
+    try:
+        proc = subprocess.Popen([*prefix, node, "-e", NODE_CLIENT, str(server.port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env=env)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            return timer_of(f"dport = :{server.port}")
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    finally:
+        server.close()
+
+
+def test_node_keeps_its_own_by_default() -> None:
+    assert near(node_timer([], clean_env()), 100)
+    assert near(node_timer([], preloaded("connect", TCP_KEEPIDLE="12")), 100)
+
+
+def test_run_values_win_over_node() -> None:
+    assert near(node_timer([CLI, "run", "--client", "--idle", "12", "--"], clean_env()), 12)
