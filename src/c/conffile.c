@@ -111,7 +111,11 @@ void kp_conffile_line(struct kp_config *config, struct kp_conffile_state *state,
     }
 
     char name[32];
-    if (!kp_copy(name, sizeof name, line, name_len) || name_len == 0) {
+    if (name_len == 0) {
+        kp_warn(origin, warn, "expected NAME=VALUE");
+        return;
+    }
+    if (!kp_copy(name, sizeof name, line, name_len)) {
         kp_warn(origin, warn, "unknown name");
         return;
     }
