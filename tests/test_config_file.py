@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,38 @@ def test_file_of_another_user_is_ignored(probe: str, listener: int, tmp_path: Pa
     report, stderr = connect(probe, listener, KEEPALIVE_CONFIG=path)
     assert report["TCP_KEEPIDLE"] == 15
     assert "not owned by root" in stderr
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory any user can reach, removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="kp-conf-", dir="/var/tmp"))
+    try:
+        directory.chmod(0o755)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("owner", "trusted"), [(65534, True), (0, True), (1, False)])
+def test_keepalive_config_owned_by_the_user(probe: str, listener: int, shared_dir: Path,
+                                            owner: int, trusted: bool) -> None:
+    """Run as nobody: a file named by KEEPALIVE_CONFIG may be nobody's own or
+    root's, not another user's."""
+    if os.geteuid() != 0:
+        unavailable("running as nobody needs root")
+    program = shared_dir / "probe"
+    shutil.copy(probe, program)
+    program.chmod(0o755)
+    path = Path(conf(shared_dir, "TCP_KEEPIDLE=42\n"))
+    os.chown(path, owner, owner)
+    result = run_as_nobody([str(program), "connect4", str(listener)],
+                           LD_PRELOAD=library("connect"), KEEPALIVE_CONFIG=str(path))
+    if "cannot open shared object" in result.stderr:
+        unavailable(f"nobody cannot read {library('connect')}")
+    (report,) = reports(result.stdout)
+    assert report["TCP_KEEPIDLE"] == (42 if trusted else 15)
+    assert ("not owned by root or by you" in result.stderr) == (not trusted)
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo", "large"])
