@@ -13,6 +13,10 @@
  *   unix         socket + connect + close, AF_UNIX stream (a thread accepts)
  *   accept       a client connects, the listener accepts, both close
  *   spawn        posix_spawn + wait of /bin/true (process start-up)
+ *   nodelay      setsockopt(TCP_NODELAY) on one TCP socket: the interposed
+ *                setsockopt's pass-through of an option it does not rule
+ *   keepidle     setsockopt(TCP_KEEPIDLE) on one TCP socket: an option the
+ *                precedence rule looks at (passed through with KEEPALIVE=on)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -103,8 +107,18 @@ int main(int argc, char **argv)
     long long *times = calloc((size_t)n, sizeof *times);
     if (n < 1 || times == NULL)
         return 2;
+    int sockopt = strcmp(op, "nodelay") == 0 ? TCP_NODELAY
+                  : strcmp(op, "keepidle") == 0 ? TCP_KEEPIDLE : 0;
+    int sockopt_fd = sockopt ? socket(AF_INET, SOCK_STREAM, 0) : -1;
     for (long i = 0; i < n; i++) {
         long long start = now_ns();
+        if (sockopt) {
+            int value = sockopt == TCP_NODELAY ? 1 : 30;
+            if (setsockopt(sockopt_fd, IPPROTO_TCP, sockopt, &value, sizeof value) != 0)
+                return 1;
+            times[i] = now_ns() - start;
+            continue;
+        }
         if (strcmp(op, "spawn") == 0) {
             pid_t pid;
             char *args[] = {"/bin/true", NULL};

@@ -2,7 +2,7 @@
  * parse_fuzz - libFuzzer target for the configuration parser.
  *
  * Input: byte 0 picks an option of options.def; the rest is the value text.
- * Checks kp_parse_int against an independent oracle written from the
+ * Checks kp_parse_int and kp_parse_mode against an independent oracle written from the
  * contract (an optional '-' and decimal digits, nothing else; 0, the special
  * value, or min..max), and that kp_config_read, fed a whole environment made
  * from the input, only ever yields values the contract allows. Any mismatch
@@ -60,8 +60,9 @@ static int oracle(const char *text, long min, long max, long special, long *valu
 static char *fuzz_env[2 * KP_OPTION_COUNT + 2][2];
 static size_t fuzz_env_count;
 
-static char *fuzz_get(const char *name)
+static const char *fuzz_get(void *context, const char *name)
 {
+    (void)context;
     for (size_t i = 0; i < fuzz_env_count; i++)
         if (strcmp(fuzz_env[i][0], name) == 0)
             return fuzz_env[i][1];
@@ -96,10 +97,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ok != want || (ok && parsed != expected) || (!ok && parsed != 12345))
         abort();
 
-    bool valid;
-    bool off = kp_parse_off(text, &valid);
-    if (off && strcasecmp(text, "off") != 0)
+    enum kp_mode mode = (enum kp_mode)42;
+    bool valid = kp_parse_mode(text, &mode);
+    bool want_valid = *text == '\0' || strcasecmp(text, "on") == 0 ||
+                      strcasecmp(text, "off") == 0 || strcasecmp(text, "force") == 0;
+    if (valid != want_valid || (!valid && mode != (enum kp_mode)42))
         abort();
+    bool off = valid && mode == KP_MODE_OFF;
+    bool force = valid && mode == KP_MODE_FORCE;
 
     /* A whole environment: the value under every name, NUL-separated pieces
      * of the input under the next names. */
@@ -119,9 +124,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_env[fuzz_env_count][0] = "KEEPALIVE";
     fuzz_env[fuzz_env_count++][1] = text;
     struct kp_config config;
-    kp_config_read(&config, fuzz_get, false);
+    kp_config_defaults(&config);
+    kp_config_apply(&config, fuzz_get, NULL, false);
+    kp_config_finish(&config);
     check_config(&config);
-    if (config.enabled == off)
+    if (config.enabled == off || config.force != force)
         abort();
     free(text);
     return 0;

@@ -101,12 +101,23 @@ def debian_changelog(version: str, epoch: int) -> bytes:
             f"<keepalive-preload@users.noreply.github.com>  {date}\n").encode()
 
 
+def debian_news(version: str, epoch: int) -> bytes:
+    """NEWS.Debian: packaging/NEWS.Debian (the text of the one entry) under
+    this version's header, as apt-listchanges shows it."""
+    body = (ROOT / "packaging" / "NEWS.Debian").read_text().rstrip("\n")
+    date = email.utils.formatdate(epoch, usegmt=False)
+    return (f"keepalive-preload ({version}-1) unstable; urgency=medium\n\n{body}\n\n"
+            f" -- keepalive-preload developers "
+            f"<keepalive-preload@users.noreply.github.com>  {date}\n").encode()
+
+
 def stage_docs(stage: Path, version: str, epoch: int) -> None:
     for section in (1, 7):
         gzip_n((ROOT / "man" / f"keepalive-preload.{section}").read_bytes(),
                stage / "man" / f"keepalive-preload.{section}.gz")
     gzip_n((ROOT / "CHANGELOG.md").read_bytes(), stage / "doc" / "changelog.gz")
     gzip_n(debian_changelog(version, epoch), stage / "doc" / "changelog.Debian.gz")
+    gzip_n(debian_news(version, epoch), stage / "doc" / "NEWS.Debian.gz")
     shutil.copy(ROOT / "README.md", stage / "doc" / "README.md")
 
 

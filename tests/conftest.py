@@ -33,6 +33,12 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def own_keepalive(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/helpers/own_keepalive.c: a program that sets its own keepalive."""
+    return compile_helper(tmp_path_factory, "own_keepalive.c")
+
+
+@pytest.fixture(scope="session")
 def failsockopt(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/helpers/failsockopt.c: a preload shim whose setsockopt fails."""
     return compile_helper(tmp_path_factory, "failsockopt.c", "-shared", "-fPIC")

@@ -12,11 +12,14 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -80,6 +83,62 @@ def one_line_error(result: subprocess.CompletedProcess[str], status: int, *words
     assert len(lines) == 1, result.stderr
     for word in words:
         assert word in lines[0], lines[0]
+
+
+#: An HTTP response, held back by HeldServer until released.
+RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n"
+# ss prints a timer as e.g. "timer:(keepalive,4min58sec,0)", "59sec" or "950ms".
+TIMER = re.compile(r"timer:\((\w+),(?:(\d+)min)?(?:(\d+(?:\.\d+)?)sec)?(?:(\d+)ms)?,\d+\)")
+
+
+def timer_of(filter_: str) -> tuple[str, float] | None:
+    """The timer ss shows on the established socket matching filter_ (its kind
+    and seconds), or None for no timer; waits (bounded) for the socket."""
+    ss = need_tool("ss")
+    for _ in range(50):
+        out = subprocess.run([ss, "-tnoH", "state", "established", filter_],
+                             capture_output=True, text=True, timeout=TIMEOUT).stdout.strip()
+        if out:
+            match = TIMER.search(out)
+            if match is None:
+                return None
+            kind, minutes, secs, ms = match.groups()
+            return kind, int(minutes or 0) * 60 + float(secs or 0) + int(ms or 0) / 1000
+        time.sleep(0.1)
+    raise AssertionError(f"no established socket matching {filter_}")
+
+
+def keepalive_timer(filter_: str) -> float:
+    """The keepalive timer, in seconds, of the established socket matching filter_."""
+    timer = timer_of(filter_)
+    assert timer is not None, "no timer"
+    assert timer[0] == "keepalive", f"not a keepalive timer: {timer}"
+    return timer[1]
+
+
+class HeldServer:
+    """A loopback server that answers one HTTP request only once released."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port: int = self.sock.getsockname()[1]
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(4096)
+            self.release.wait(TIMEOUT)
+            conn.sendall(RESPONSE)
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(TIMEOUT)
+        self.sock.close()
 
 
 def clean_env(**extra: str) -> dict[str, str]:

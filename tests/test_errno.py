@@ -109,7 +109,8 @@ def test_enosys_when_the_real_function_is_missing(tmp_path: Path) -> None:
     subprocess.run([cc, *flags, "-Dconnect=kp_test_connect", "-Dkp_variant=kp_unused_variant",
                     "-c", str(src / "connect.c"), "-o", str(front)], check=True, timeout=120)
     program = tmp_path / "enosys"
-    core = [str(src / name) for name in ("config.c", "parse.c", "apply.c", "real.c", "log.c")]
+    core = [str(src / name) for name in ("config.c", "conffile.c", "parse.c", "apply.c", "real.c",
+                                                    "log.c")]
     subprocess.run([cc, *flags, "-o", str(program), str(HELPERS / "enosys.c"), str(front),
                     *core, "-ldl"], check=True, timeout=120)
     assert run([str(program)], clean_env()).stdout == "-1 1\n"

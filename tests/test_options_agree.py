@@ -24,7 +24,7 @@ OPTIONS = _options.OPTIONS
 def test_environ_keywords_are_the_table() -> None:
     parameters = inspect.signature(keepalive_preload.environ).parameters.values()
     keywords = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
-    assert keywords == [o.name for o in OPTIONS] + ["debug", "base"]
+    assert keywords == [o.name for o in OPTIONS] + ["debug", "force", "base"]
     for option in OPTIONS:
         assert f"``{option.name}`` (``{option.variable}``" in (keepalive_preload.environ.__doc__
                                                                 or "")

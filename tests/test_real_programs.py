@@ -8,22 +8,19 @@ are the same with and without the preload.
 
 from __future__ import annotations
 
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Optional, Tuple
 
 import pytest
 
-from support import SCRIPT, TIMEOUT, clean_env, ending, free_port, need_tool
+from support import SCRIPT, TIMEOUT, HeldServer, clean_env, ending, free_port, need_tool, timer_of
 
 IDLE = 30
-RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello\n"
 REQUEST = "GET / HTTP/1.0\r\n\r\n"
 HTTP_CLIENT = """
 import http.client, sys
@@ -32,52 +29,6 @@ conn.request("GET", "/")
 response = conn.getresponse()
 print(response.status, response.read().decode(), end="")
 """
-TIMER = re.compile(r"timer:\((\w+),(\d+(?:\.\d+)?)(ms|sec|min),\d+\)")
-
-
-def timer_of(filter_: str) -> tuple[str, float] | None:
-    """The timer ss shows on the established socket matching filter_, or None
-    for no timer; waits (bounded) for the socket to appear."""
-    ss = need_tool("ss")
-    for _ in range(50):
-        out = subprocess.run([ss, "-tnoH", "state", "established", filter_],
-                             capture_output=True, text=True, timeout=TIMEOUT).stdout.strip()
-        if out:
-            match = TIMER.search(out)
-            if match is None:
-                return None
-            value = float(match.group(2))
-            scale = {"ms": 0.001, "sec": 1.0, "min": 60.0}[match.group(3)]
-            return match.group(1), value * scale
-        time.sleep(0.1)
-    raise AssertionError(f"no established socket matching {filter_}")
-
-
-class HeldServer:
-    """A loopback server that answers one HTTP request only once released."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1)
-        self.port: int = self.sock.getsockname()[1]
-        self.release = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.recv(4096)
-            self.release.wait(TIMEOUT)
-            conn.sendall(RESPONSE)
-
-    def close(self) -> None:
-        self.release.set()
-        self.thread.join(TIMEOUT)
-        self.sock.close()
-
-
 CLIENTS: dict[str, tuple[str, Callable[[int], list[str]], bool]] = {
     # name: (Debian package, argv for a port, whether the request goes on stdin)
     "nc": ("netcat-openbsd", lambda port: ["nc", "-N", "127.0.0.1", str(port)], True),

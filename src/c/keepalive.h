@@ -3,6 +3,7 @@
 #define KP_KEEPALIVE_H
 
 #include <stdbool.h>
+#include <sys/socket.h>
 
 /* The variants (variants.def); options say in which ones they apply. */
 enum kp_variant_index {
@@ -25,12 +26,28 @@ enum kp_option {
     KP_OPTION_COUNT
 };
 
-/* The configuration, read from the environment once. A value of 0 means
- * "leave the system default"; TCP_USER_TIMEOUT is already derived. */
+/* The keepalive options the precedence rule is about: the program's own
+ * choice of these wins (KEEPALIVE=on) or ours does (KEEPALIVE=force). */
+#define KP_RULED(option) ((option) == KP_KEEPIDLE || (option) == KP_KEEPINTVL || \
+                          (option) == KP_KEEPCNT || (option) == KP_USER_TIMEOUT)
+
+/* The configuration, read once from the configuration file and the
+ * environment. A value of 0 means "leave the system default";
+ * TCP_USER_TIMEOUT is already derived. */
 struct kp_config {
-    bool enabled;
+    bool enabled; /* KEEPALIVE is not off and the program is not excluded */
+    bool force;   /* KEEPALIVE=force: our values win over the program's */
     bool debug;
     int value[KP_OPTION_COUNT];
+};
+
+/* One source of NAME=VALUE settings: returns the value of `name`, or NULL. */
+typedef const char *(*kp_getter)(void *context, const char *name);
+
+/* Where a value came from, for warnings: "the environment" or a file. */
+struct kp_origin {
+    const char *path; /* NULL: the environment */
+    unsigned line;
 };
 
 /* Which library this is: variant.c, compiled into each library with the
@@ -46,22 +63,91 @@ extern const struct kp_variant kp_variant;
  * `scratch` is used only by a call that races with the first one. */
 const struct kp_config *kp_config(struct kp_config *scratch);
 
-/* Fill `config` from the environment `get` (getenv-like); warn on stderr
- * about invalid values when `warn` is set. Exposed for the fuzz target. */
-void kp_config_read(struct kp_config *config, char *(*get)(const char *), bool warn);
+/* The built-in defaults (TCP_USER_TIMEOUT still KP_DERIVE). */
+void kp_config_defaults(struct kp_config *config);
 
-/* The next definition of kp_variant.symbol (dlsym RTLD_NEXT), resolved once;
- * errno is left untouched. If there is none: NULL, with errno ENOSYS. */
-void *kp_real(void);
+/* Apply one NAME=VALUE setting over `config` (KEEPALIVE, LIBKEEPALIVE_DEBUG,
+ * an option's variable or alias). Returns false for a name that is not one
+ * of these. An invalid value is warned about (when `warn`) and ignored. */
+bool kp_config_set(struct kp_config *config, const char *name, const char *value,
+                   const struct kp_origin *origin, bool warn);
+
+/* Apply the settings of one getter-like source over `config`, each name
+ * looked up once (the TCP_* name wins over its alias). */
+void kp_config_apply(struct kp_config *config, kp_getter get, void *context, bool warn);
+
+/* Derive TCP_USER_TIMEOUT when it is still KP_DERIVE. */
+void kp_config_finish(struct kp_config *config);
 
 /*
- * Apply the configuration to `fd`. `known_tcp` says the caller already knows
- * fd is a TCP socket; otherwise the first TCP-level setsockopt doubles as
- * the test, and nothing more is done if it fails with an error that says
- * "not a TCP socket" (ENOPROTOOPT, EOPNOTSUPP) or "not a socket" (EBADF,
- * ENOTSOCK). errno is preserved.
+ * The configuration file (conffile.c). kp_conffile_read() opens `path`,
+ * checks that it may be trusted (a regular file, owned by root or by
+ * `owner`, not writable by group or others, at most KP_CONFFILE_MAX bytes),
+ * and applies its lines over `config`; `program` and `executable` are the
+ * names KEEPALIVE_EXCLUDE is matched against. `missing_ok`: an absent file
+ * is silently nothing. Plain system calls only: no stdio, no allocation.
  */
-void kp_apply(int fd, bool known_tcp);
+#define KP_CONFFILE_MAX 65536
+#define KP_CONFFILE_DEFAULT "/etc/keepalive-preload.conf"
+void kp_conffile_read(struct kp_config *config, const char *path, unsigned owner, bool missing_ok,
+                      const char *program, bool warn);
+
+/* Apply one line of a configuration file (without its newline; `len`
+ * bytes, need not be NUL-terminated) over `config`. `context` tracks the
+ * TCP_*-over-alias rule across the lines of one file (zero it first).
+ * Exposed for the fuzz target. */
+struct kp_conffile_state {
+    bool named[KP_OPTION_COUNT]; /* set by its TCP_* name in this file */
+    bool excluded;               /* KEEPALIVE_EXCLUDE named this program */
+    int exe_known;               /* 0: not looked up, 1: in exe, -1: unknown */
+    char exe[256];               /* basename of /proc/self/exe, looked up lazily */
+};
+void kp_conffile_line(struct kp_config *config, struct kp_conffile_state *state,
+                      const char *line, size_t len, const struct kp_origin *origin,
+                      const char *program, bool warn);
+
+/* The real functions (real.c): a small typed table, each entry resolved
+ * once with dlsym(RTLD_NEXT); errno is left untouched. If a function cannot
+ * be found: NULL, with errno ENOSYS. */
+enum kp_real_id {
+    KP_REAL_INTERPOSED, /* kp_variant.symbol: connect, listen or socket */
+    KP_REAL_SETSOCKOPT,
+    KP_REAL_COUNT
+};
+void *kp_real_symbol(enum kp_real_id id);
+
+/* The next definition of kp_variant.symbol: kp_real_symbol(KP_REAL_INTERPOSED). */
+void *kp_real(void);
+
+/* The real setsockopt(2); -1 with ENOSYS if there is none. The library's
+ * own calls go through it, never through the interposed one. */
+typedef int (*kp_setsockopt_fn)(int, int, int, const void *, socklen_t);
+int kp_setsockopt(int fd, int level, int optname, const void *value, socklen_t len);
+
+/* The option of options.def that (level, optname) sets and that the
+ * precedence rule covers (KP_RULED), KP_OPTION_COUNT for SO_KEEPALIVE, or
+ * -1 for any other option. */
+int kp_ruled_option(int level, int optname);
+
+/* Whether fd is a TCP socket: one getsockopt(SO_PROTOCOL); errno preserved. */
+bool kp_is_tcp(int fd);
+
+/* The variable of option `i` (KP_OPTION_COUNT: "SO_KEEPALIVE"), which is
+ * also the name of the socket option it sets; its 0.3 alias, or NULL. */
+const char *kp_option_name(int i);
+const char *kp_option_alias(int i);
+
+/*
+ * Apply the configuration to `fd`. `fresh` says the socket is TCP and was
+ * just made by socket(2), so the program has chosen nothing on it yet.
+ * Otherwise, with KEEPALIVE=on, one getsockopt(SO_KEEPALIVE) tells whether
+ * the program turned keepalive on itself (then its keepalive options are
+ * kept), and the first TCP-level setsockopt doubles as the TCP test: nothing
+ * more is done if it fails with an error that says "not a TCP socket"
+ * (ENOPROTOOPT, EOPNOTSUPP) or "not a socket" (EBADF, ENOTSOCK). errno is
+ * preserved.
+ */
+void kp_apply(int fd, bool fresh);
 
 /* Write one "<library>: <message>" line on stderr with write(2); errno is
  * preserved. */

@@ -1,4 +1,4 @@
-/* parse.c - strict parsing of environment values (fuzzed by fuzz/parse_fuzz.c). */
+/* parse.c - strict parsing of configuration values (fuzzed by fuzz/parse_fuzz.c). */
 #include "parse.h"
 
 #include <limits.h>
@@ -33,13 +33,17 @@ bool kp_parse_int(const char *text, long min, long max, long special, int *out)
     return false;
 }
 
-bool kp_parse_off(const char *text, bool *valid)
+bool kp_parse_mode(const char *text, enum kp_mode *mode)
 {
-    *valid = true;
-    if (text == NULL || *text == '\0' || strcasecmp(text, "on") == 0)
+    if (text == NULL)
         return false;
-    if (strcasecmp(text, "off") == 0)
-        return true;
-    *valid = false;
-    return false;
+    if (*text == '\0' || strcasecmp(text, "on") == 0)
+        *mode = KP_MODE_ON;
+    else if (strcasecmp(text, "off") == 0)
+        *mode = KP_MODE_OFF;
+    else if (strcasecmp(text, "force") == 0)
+        *mode = KP_MODE_FORCE;
+    else
+        return false;
+    return true;
 }

@@ -1,4 +1,4 @@
-/* parse.h - strict parsing of one environment value; no I/O, no state. */
+/* parse.h - strict parsing of one configuration value; no I/O, no state. */
 #ifndef KP_PARSE_H
 #define KP_PARSE_H
 
@@ -13,8 +13,11 @@
  */
 bool kp_parse_int(const char *text, long min, long max, long special, int *out);
 
-/* "off" in any case: true. Unset or empty or "on" (any case): false.
- * Anything else: false, and *valid is set to false. */
-bool kp_parse_off(const char *text, bool *valid);
+/* KEEPALIVE's values, in any case: "off", "on" (also empty) and "force". */
+enum kp_mode { KP_MODE_ON, KP_MODE_OFF, KP_MODE_FORCE };
+
+/* Parse KEEPALIVE's value: true and *mode set for "on", "off", "force" (any
+ * case) or the empty string (on); false, *mode untouched, otherwise. */
+bool kp_parse_mode(const char *text, enum kp_mode *mode);
 
 #endif

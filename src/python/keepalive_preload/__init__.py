@@ -75,6 +75,7 @@ def environ(
     maxseg: int | None = None,
     window_clamp: int | None = None,
     debug: bool = False,
+    force: bool = False,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     given = locals()
@@ -95,6 +96,8 @@ def environ(
         env[option.variable] = str(value)
     if debug:
         env["LIBKEEPALIVE_DEBUG"] = "1"
+    if force:
+        env["KEEPALIVE"] = "force"
     env["LD_PRELOAD"] = _preload(env.get("LD_PRELOAD", ""), library)
     return env
 
@@ -110,7 +113,9 @@ environ.__doc__ = """Return a copy of ``base`` (default: ``os.environ``) that pr
     f"    - ``{o.name}`` (``{o.variable}``, {o.unit}, {o.allowed()}; default "
     f"{o.describe_default()}): {o.help}\n" for o in OPTIONS
 ) + """
-    ``debug`` sets ``LIBKEEPALIVE_DEBUG=1``.
+    ``debug`` sets ``LIBKEEPALIVE_DEBUG=1``. ``force`` sets ``KEEPALIVE=force``:
+    the library's values then win over those a program sets itself (by
+    default the program's own keepalive settings win).
 
     Raises ``ValueError`` for an unknown variant, a value out of range (the
     message names the variable and the range) or an option that the variant

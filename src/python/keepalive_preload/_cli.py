@@ -57,8 +57,9 @@ def _typed(parse: Callable[[str], int]) -> Callable[[str], int]:
 DEFAULT_VARIANT = "socket"
 
 
-def _add_preload_options(parser: argparse.ArgumentParser) -> None:
-    """The variant flags (--client, --server, --all) and one flag per option."""
+def _add_preload_options(parser: argparse.ArgumentParser, *, run: bool = False) -> None:
+    """The variant flags (--client, --server, --all) and one flag per option;
+    for run, --keep-program-settings."""
     which = parser.add_mutually_exclusive_group()
     for variant in VARIANTS:
         default = "; the default" if variant == DEFAULT_VARIANT else ""
@@ -77,6 +78,11 @@ def _add_preload_options(parser: argparse.ArgumentParser) -> None:
                                  f"{option.describe_default()} [{option.variable}]")
     parser.add_argument("--debug", action="store_true",
                         help="print what is set on each socket to stderr [LIBKEEPALIVE_DEBUG]")
+    if run:
+        parser.add_argument("--keep-program-settings", action="store_true",
+                            help="let a program that sets its own keepalive keep its settings "
+                                 "(KEEPALIVE=on); by default these values win over the "
+                                 "program's (KEEPALIVE=force)")
 
 
 def _preset_name(text: str) -> str:
@@ -135,7 +141,10 @@ def _environment(args: argparse.Namespace, parser: argparse.ArgumentParser,
     check_variant_options(args, parser)
     values = chosen_values(args)
     try:
-        return environ(args.variant, debug=args.debug, base=base, **values)
+        # run: the values given here are what the user wants, so they win over
+        # the program's own keepalive settings unless told otherwise.
+        force = not getattr(args, "keep_program_settings", True)
+        return environ(args.variant, debug=args.debug, force=force, base=base, **values)
     except ValueError as exc:
         parser.error(str(exc))
         raise  # not reached
@@ -159,7 +168,7 @@ def _parser() -> _Parser:
     run = commands.add_parser("run", help="run COMMAND with the library preloaded",
                               description="Run COMMAND (it replaces this process) with the "
                               "library in LD_PRELOAD and the options in its environment.")
-    _add_preload_options(run)
+    _add_preload_options(run, run=True)
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="[--] COMMAND [ARGS ...]")
 
     env = commands.add_parser("env", help="print the environment for a shell, systemd or docker",
