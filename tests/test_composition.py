@@ -10,6 +10,9 @@ import pytest
 
 from support import clean_env, compile_helper, library, preload, run
 
+# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
+pytestmark = pytest.mark.socket_level
+
 OPTIONS = """
 import json, socket
 def opts(s):
@@ -26,9 +29,6 @@ print(json.dumps({"client": opts(cli), "accepted": opts(conn)}))
 
 FAMILY = OPTIONS + """
 import os, subprocess, sys
-
-# Rerun against other builds of the libraries (support.rerun_socket_level_tests).
-pytestmark = pytest.mark.socket_level
 port = int(sys.argv[1])
 def connect():
     with socket.create_connection(("127.0.0.1", port)) as s:
