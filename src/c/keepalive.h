@@ -50,7 +50,12 @@ const struct kp_config *kp_config(struct kp_config *scratch);
  * about invalid values when `warn` is set. Exposed for the fuzz target. */
 void kp_config_read(struct kp_config *config, char *(*get)(const char *), bool warn);
 
-/* The next definition of kp_variant.symbol (dlsym RTLD_NEXT), resolved once;
+/* The next definition of the function `name`: dlsym(RTLD_NEXT, name), or,
+ * in a process without dlsym (glibc < 2.34 without libdl loaded), the
+ * system call itself. NULL if there is none; may change errno. */
+void *kp_next_symbol(const char *name);
+
+/* The next definition of kp_variant.symbol (kp_next_symbol), resolved once;
  * errno is left untouched. If there is none: NULL, with errno ENOSYS. */
 void *kp_real(void);
 
