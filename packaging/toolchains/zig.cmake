@@ -1,12 +1,17 @@
 # Cross-compile with `zig cc` (PyPI: ziglang, pinned in packaging/requirements-release.txt):
 # one x86_64 host builds for old glibc and for musl, on x86_64 and aarch64.
 #
-#   cmake -DCMAKE_TOOLCHAIN_FILE=packaging/toolchains/<target>.cmake ...
+#   cmake -DCMAKE_TOOLCHAIN_FILE=packaging/toolchains/zig.cmake \
+#         -DKEEPALIVE_ZIG_TARGET=x86_64-linux-gnu.2.17 ...
 #
-# Each <target>.cmake sets KEEPALIVE_ZIG_TARGET (a zig target triple such as
-# x86_64-linux-gnu.2.17) and includes this file. The zig executable is $ZIG,
-# else `zig` on PATH, else the one the ziglang package of `python3` ships.
+# KEEPALIVE_ZIG_TARGET is a zig target triple; packaging/targets.py lists the
+# release targets. The zig executable is $ZIG, else `zig` on PATH, else the
+# one the ziglang package of `python3` ships.
 
+if(NOT KEEPALIVE_ZIG_TARGET)
+  message(FATAL_ERROR "zig.cmake: set KEEPALIVE_ZIG_TARGET to a zig target triple, "
+                      "e.g. -DKEEPALIVE_ZIG_TARGET=x86_64-linux-gnu.2.17 (packaging/targets.py)")
+endif()
 set(CMAKE_SYSTEM_NAME Linux)
 string(REGEX MATCH "^[^-]+" CMAKE_SYSTEM_PROCESSOR "${KEEPALIVE_ZIG_TARGET}")
 
