@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import keepalive_preload
-from support import HELPERS, TIMEOUT, clean_env, unavailable
+from support import HELPERS, TIMEOUT, c_compiler, clean_env, unavailable
 
 SCRIPT = shutil.which("keepalive-preload", path=os.path.dirname(sys.executable))
 # Both entry points: the console script and python -m.
@@ -175,9 +175,7 @@ def test_run_directory(tmp_path: Path) -> None:
 def static_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
     source = tmp_path_factory.mktemp("static") / "hello.c"
     source.write_text('#include <stdio.h>\nint main(void) { puts("hello"); return 3; }\n')
-    cc = shutil.which("cc")
-    if cc is None:
-        unavailable("no C compiler to build a static test program")
+    cc = c_compiler()
     out = source.with_suffix("")
     built = subprocess.run([cc, "-static", "-o", str(out), str(source)], capture_output=True,
                            text=True, timeout=120)
