@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -275,9 +276,13 @@ class TestInstalledDeb:
         env = {"LD_PRELOAD": "libkeepalive.so", "TCP_KEEPIDLE": "7", "TCP_KEEPCNT": "bad",
                "LIBKEEPALIVE_DEBUG": "1"}
 
+        def as_nobody(**env: str) -> tuple[dict[str, Any], str]:
+            result = run_as_nobody(args, **env)
+            (report,) = reports(result.stdout)
+            return report, result.stderr
+
         # 0644, as packaged: glibc does not load it into a set-user-ID program.
-        result = run_as_nobody(args, **env)
-        (report,) = reports(result.stdout)
+        report, _ = as_nobody(**env)
         assert report["ret"] == 0
         assert report["SO_KEEPALIVE"] == 0
 
@@ -285,18 +290,16 @@ class TestInstalledDeb:
             subprocess.run([statoverride, "--update", "--add", "root", "root", "4755", library],
                            check=True, capture_output=True, timeout=TIMEOUT)
             assert os.stat(library).st_mode & 0o7777 == 0o4755
-            result = run_as_nobody(args, **env)
-            (report,) = reports(result.stdout)
+            report, stderr = as_nobody(**env)
             # Loaded now, in secure-execution mode: the environment is ignored,
             # the defaults apply, nothing is printed (not even the bad TCP_KEEPCNT).
             assert report["SO_KEEPALIVE"] == 1
             assert report["TCP_KEEPIDLE"] == 15
             assert report["TCP_KEEPCNT"] == 9
             assert report["TCP_USER_TIMEOUT"] == 150000
-            assert result.stderr == ""
+            assert stderr == ""
             # A path with a slash is never preloaded into it, setuid bit or not.
-            result = run_as_nobody(args, LD_PRELOAD=library)
-            (report,) = reports(result.stdout)
+            report, _ = as_nobody(LD_PRELOAD=library)
             assert report["SO_KEEPALIVE"] == 0
         finally:
             subprocess.run([statoverride, "--remove", library], capture_output=True,
