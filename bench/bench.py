@@ -223,9 +223,6 @@ def report(rows: list[tuple[str, str, dict[str, float], dict[str, dict[str, floa
           f"target < 20 ms): {'met' if import_time < 20 else 'MISSED'}")
 
 
-if __name__ == "__main__":
-    main()
-
 
 def report_shipped(spawn: dict[str, float], calls: dict[str, dict[str, float]]) -> None:
     """The load cost of each build of libkeepalive.so, from the start-up rounds."""
@@ -251,3 +248,7 @@ def report_shipped(spawn: dict[str, float], calls: dict[str, dict[str, float]]) 
             extra = calls[name]["total"] - calls["connect"]["total"]
             print(f"- {name}: {extra:+g} syscalls per start-up beyond the source build "
                   f"(target 0): {'met' if extra == 0 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
