@@ -53,19 +53,20 @@ set(CMAKE_MODULE_LINKER_FLAGS_INIT "-s -Wl,--as-needed")
 set(CMAKE_STRIP "/bin/true" CACHE FILEPATH "" FORCE)
 set(CMAKE_TRY_COMPILE_PLATFORM_VARIABLES KEEPALIVE_ZIG_TARGET ZIG)
 
-# DT_NEEDED names that CMakeLists.txt renames with patchelf after linking:
+# DT_NEEDED names that CMakeLists.txt renames after linking (replace_needed.py):
 # - musl: zig links musl's libc as "libc.so"; musllinux wheels (and Alpine's
 #   own builds) name it libc.musl-<arch>.so.1. musl's loader takes any libc.*
 #   for itself, so both load.
 # - glibc before 2.34: zig's libpthread stub comes first and defines
 #   __errno_location (and write), which glibc's libc.so.6 has always defined
 #   too, with the same versions. Loading libpthread.so.0 costs every
-#   preloaded process about ten system calls; renaming the entry binds them
-#   to libc.so.6 (already loaded: a second entry for it costs nothing).
+#   preloaded process about ten system calls; renaming the entry (in place:
+#   the new name is shorter) binds them to libc.so.6 (already loaded: a
+#   second entry for it costs nothing).
 if(KEEPALIVE_ZIG_TARGET MATCHES "-musl")
-  set(KEEPALIVE_REPLACE_NEEDED "libc.so libc.musl-${CMAKE_SYSTEM_PROCESSOR}.so.1")
+  set(KEEPALIVE_REPLACE_NEEDED "libc.so=libc.musl-${CMAKE_SYSTEM_PROCESSOR}.so.1")
 elseif(KEEPALIVE_ZIG_TARGET MATCHES "-gnu")
-  set(KEEPALIVE_REPLACE_NEEDED "libpthread.so.0 libc.so.6")
+  set(KEEPALIVE_REPLACE_NEEDED "libpthread.so.0=libc.so.6")
 endif()
 
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
