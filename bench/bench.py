@@ -5,9 +5,11 @@ Markdown table: nanoseconds per operation (the median iteration of each run,
 then the median over alternating rounds),
 without the library, with each variant, and (TCP) with the same setsockopt
 calls made by hand; syscalls per operation counted exactly with strace; the
-import time of keepalive_preload; and the targets, met or missed. Then, as root
-with cgroup v2, the per-connection cost of the cgroup mode (eBPF) next to the
-preload's, in the same run (otherwise one "skipped: reason" line).
+load cost of the shipped builds (--shipped NAME=DIR: the libraries of a .deb
+or a wheel) beside the source build and an empty library, in the same rounds;
+the import time of keepalive_preload; and the targets, met or missed. Then, as
+root with cgroup v2, the per-connection cost of the cgroup mode (eBPF) next to
+the preload's, in the same run (otherwise one "skipped: reason" line).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ CONFIGS = ("none", "connect", "listen", "socket")
 #: preload library (process start-up: what loading any library costs).
 FLOORS = {"tcp": "manual", "spawn": "empty"}
 EMPTY_LIBRARY = ""
+#: Other builds of the libraries (name: directory), timed at process start-up.
+SHIPPED: dict[str, str] = {}
 
 
 def build(workdir: str) -> str:
@@ -60,9 +64,28 @@ def env_for(config: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     if config == "empty":
         env["LD_PRELOAD"] = EMPTY_LIBRARY
+    elif config in SHIPPED:
+        env["LD_PRELOAD"] = library(config)
     elif config not in ("none", "manual"):
         env["LD_PRELOAD"] = keepalive_preload.path(config)
     return env
+
+
+def library(config: str) -> str:
+    """The connect variant's library of a configuration: shipped or installed."""
+    installed = keepalive_preload.path("connect")
+    if config in SHIPPED:
+        return os.path.join(SHIPPED[config], os.path.basename(installed))
+    return installed
+
+
+def needed(path: str) -> str:
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        return "?"
+    out = subprocess.run([readelf, "-d", path], capture_output=True, text=True,
+                         check=True).stdout
+    return ", ".join(re.findall(r"\(NEEDED\).*\[(.+?)\]", out)) or "none"
 
 
 def time_op(bench: str, op: str, config: str, n: int) -> int:
@@ -177,7 +200,13 @@ def main() -> None:
                         help="alternating rounds per measurement (median taken)")
     parser.add_argument("--cgroup-only", action="store_true",
                         help="only the cgroup mode section")
+    parser.add_argument("--shipped", action="append", default=[], metavar="NAME=DIR",
+                        help="another build's library directory, timed at start-up "
+                             "(repeatable; bench/run passes the .deb's and the wheel's)")
     args = parser.parse_args()
+    for item in args.shipped:
+        name, _, directory = item.partition("=")
+        SHIPPED[name] = directory
     workdir = tempfile.mkdtemp(prefix="kp-bench-")
     try:
         bench = build(workdir)
@@ -187,6 +216,8 @@ def main() -> None:
         rows = []
         for op, (label, n) in OPS.items():
             configs = (*CONFIGS, FLOORS[op]) if op in FLOORS else CONFIGS
+            if op == "spawn":
+                configs = (*configs, *SHIPPED)
             samples: dict[str, list[int]] = {c: [] for c in configs}
             for round_ in range(args.rounds):
                 order = configs if round_ % 2 == 0 else tuple(reversed(configs))
@@ -278,8 +309,37 @@ def report(rows: list[tuple[str, str, dict[str, float], dict[str, dict[str, floa
         # Contract: an absent configuration file costs one failed open, nothing else.
         print(f"- start-up syscalls beyond loading an empty library: {extra:+g} per process "
               f"(target <= 1, the configuration file's open): {'met' if extra <= 1 else 'MISSED'}")
+    if SHIPPED:
+        report_shipped(spawn, spawn_calls)
     print(f"- import keepalive_preload: {import_time:.2f} ms (median of -X importtime; "
           f"target < 20 ms): {'met' if import_time < 20 else 'MISSED'}")
+
+
+
+def report_shipped(spawn: dict[str, float], calls: dict[str, dict[str, float]]) -> None:
+    """The load cost of each build of libkeepalive.so, from the start-up rounds."""
+    print("\nloading libkeepalive.so, per process start-up (spawn /bin/true), beyond no "
+          "library, same rounds:\n")
+    print("| preloaded | extra µs per exec | extra syscalls per exec | DT_NEEDED |")
+    print("|---|---|---|---|")
+    rows = [("empty library", "empty", EMPTY_LIBRARY), ("source build", "connect",
+            library("connect")), *((name, name, library(name)) for name in SHIPPED)]
+    for label, config, path in rows:
+        extra = (spawn[config] - spawn["none"]) / 1000
+        syscalls = (f"{calls[config]['total'] - calls['none']['total']:+g}"
+                    if calls.get("none") else "—")
+        print(f"| {label} | {extra:+.0f} | {syscalls} | {needed(path)} |")
+    print("\ntargets, shipped builds against the source build:")
+    source = spawn["connect"] - spawn["none"]
+    for name in SHIPPED:
+        ratio = (spawn[name] - spawn["none"]) / source if source > 0 else float("inf")
+        verdict = "met" if ratio <= 1.10 else "MISSED"
+        print(f"- {name}: {ratio:.2f}x the source build's extra start-up time "
+              f"(target <= 1.10x): {verdict}")
+        if calls.get("none"):
+            extra = calls[name]["total"] - calls["connect"]["total"]
+            print(f"- {name}: {extra:+g} syscalls per start-up beyond the source build "
+                  f"(target 0): {'met' if extra == 0 else 'MISSED'}")
 
 
 if __name__ == "__main__":

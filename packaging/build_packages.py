@@ -6,10 +6,12 @@
 For each glibc target of packaging/targets.py (default: all of them),
 compiles the libraries with CMake and the target's zig toolchain (for glibc
 2.17, so one package serves every distribution since), installs them
-stripped into a staging directory, adds the man page and the changelogs
-compressed as Debian wants them (gzip -9n), and runs nfpm on
-packaging/nfpm.yaml. nfpm and zig come from packaging/requirements-release.txt
-(on PATH or next to this Python). packaging/build-all calls this.
+stripped into a staging directory, adds the man pages and the changelogs
+compressed as the distributions want them (gzip -9n), and runs nfpm on
+packaging/nfpm.yaml, which takes everything from the staging directory by
+glob and reads the rest from the environment set here. nfpm and zig come
+from packaging/requirements-release.txt (on PATH or next to this Python).
+packaging/release.py calls build_packages().
 """
 
 from __future__ import annotations
@@ -20,16 +22,15 @@ import gzip
 import os
 import re
 import shutil
-import string
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from targets import PACKAGE_TARGETS, TARGETS, toolchain, zig_env
+from targets import PACKAGE_TARGETS, TARGETS, cmake_toolchain, zig_env
 
 ROOT = Path(__file__).resolve().parent.parent
-LIBRARIES = ("libkeepalive.so", "libkeepalive_listen.so", "libkeepalive_socket.so")
+NFPM_YAML = ROOT / "packaging" / "nfpm.yaml"
 
 
 def fail(message: str) -> None:
@@ -61,7 +62,8 @@ def build_libraries(build_dir: Path, stage: Path, triple: str) -> str:
     cmake = tool("cmake")
     env = zig_env()
     subprocess.run([cmake, "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
-                    f"-DCMAKE_TOOLCHAIN_FILE={toolchain(triple)}"], check=True, env=env)
+                    *(f"-D{name}={value}" for name, value in cmake_toolchain(triple).items())],
+                   check=True, env=env)
     subprocess.run([cmake, "--build", str(build_dir)], check=True, env=env)
     subprocess.run([cmake, "--install", str(build_dir), "--prefix", str(stage), "--strip"],
                    check=True)
@@ -90,15 +92,28 @@ def gzip_n(data: bytes, target: Path) -> None:
         out.write(data)
 
 
-def debian_changelog(version: str, epoch: int) -> bytes:
-    changelog = (ROOT / "CHANGELOG.md").read_text()
-    if not re.search(rf"^## {re.escape(version)}\b", changelog, re.MULTILINE):
+def maintainer() -> str:
+    """The maintainer, as packaging/nfpm.yaml (the one place it is written) says."""
+    found = re.search(r"^maintainer: (.+)$", NFPM_YAML.read_text(), re.MULTILINE)
+    if found is None:
+        fail(f"{NFPM_YAML} has no maintainer line")
+    assert found is not None
+    return found.group(1).strip()
+
+
+def changelog(version: str, epoch: int) -> str:
+    """The packages' changelog entry, in nfpm's chglog format: nfpm writes it
+    as the RPM %changelog and as Debian's changelog.Debian.gz."""
+    text = (ROOT / "CHANGELOG.md").read_text()
+    if not re.search(rf"^## {re.escape(version)}\b", text, re.MULTILINE):
         fail(f"CHANGELOG.md has no '## {version}' entry: write one before packaging")
-    date = email.utils.formatdate(epoch, usegmt=False)
-    return (f"keepalive-preload ({version}-1) unstable; urgency=medium\n\n"
-            f"  * Release {version}; see changelog.gz for the upstream changes.\n\n"
-            f" -- keepalive-preload developers "
-            f"<keepalive-preload@users.noreply.github.com>  {date}\n").encode()
+    date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return (f"- semver: {version}-1\n"
+            f"  date: {date}\n"
+            f"  packager: {maintainer()}\n"
+            f"  deb:\n    urgency: medium\n    distributions: [unstable]\n"
+            f"  changes:\n"
+            f"    - note: Release {version}; see changelog.gz for the upstream changes.\n")
 
 
 def debian_news(version: str, epoch: int) -> bytes:
@@ -107,18 +122,28 @@ def debian_news(version: str, epoch: int) -> bytes:
     body = (ROOT / "packaging" / "NEWS.Debian").read_text().rstrip("\n")
     date = email.utils.formatdate(epoch, usegmt=False)
     return (f"keepalive-preload ({version}-1) unstable; urgency=medium\n\n{body}\n\n"
-            f" -- keepalive-preload developers "
-            f"<keepalive-preload@users.noreply.github.com>  {date}\n").encode()
+            f" -- {maintainer()}  {date}\n").encode()
 
 
 def stage_docs(stage: Path, version: str, epoch: int) -> None:
-    for section in (1, 7):
-        gzip_n((ROOT / "man" / f"keepalive-preload.{section}").read_bytes(),
-               stage / "man" / f"keepalive-preload.{section}.gz")
+    """Everything but the libraries, where packaging/nfpm.yaml takes it."""
+    # Section 1 (the command, from the wheel; the page says so) and section 7
+    # (the libraries).
+    for page in sorted((ROOT / "man").glob("keepalive-preload.[17]")):
+        gzip_n(page.read_bytes(), stage / "man" / f"man{page.suffix[1:]}" / f"{page.name}.gz")
     gzip_n((ROOT / "CHANGELOG.md").read_bytes(), stage / "doc" / "changelog.gz")
-    gzip_n(debian_changelog(version, epoch), stage / "doc" / "changelog.Debian.gz")
     gzip_n(debian_news(version, epoch), stage / "doc" / "NEWS.Debian.gz")
+    (stage / "examples").mkdir()
+    shutil.copy(ROOT / "packaging" / "keepalive-preload.conf", stage / "examples")
+    (stage / "scripts").mkdir()
+    shutil.copy(ROOT / "packaging" / "postinst", stage / "scripts" / "postinst")
     shutil.copy(ROOT / "README.md", stage / "doc" / "README.md")
+    shutil.copy(ROOT / "packaging" / "copyright", stage / "doc" / "copyright")
+    (stage / "changelog.yml").write_text(changelog(version, epoch))
+    (stage / "lintian").mkdir()
+    shutil.copy(ROOT / "packaging" / "lintian-overrides", stage / "lintian" / "keepalive-preload")
+    (stage / "license").mkdir()
+    shutil.copy(ROOT / "LICENSE", stage / "license" / "LICENSE")
 
 
 def package(triple: str, outdir: Path, work: Path) -> list[Path]:
@@ -126,23 +151,30 @@ def package(triple: str, outdir: Path, work: Path) -> list[Path]:
     stage = work / f"stage-{triple}"
     shutil.rmtree(stage, ignore_errors=True)
     version = build_libraries(work / f"cmake-{triple}", stage, triple)
-    libraries = [stage / "lib" / name for name in LIBRARIES]
     epoch = source_date_epoch()
     stage_docs(stage, version, epoch)
-    template = string.Template((ROOT / "packaging" / "nfpm.yaml").read_text())
-    glibc = glibc_requirement(libraries)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "PKG_VERSION": version,
+           "PKG_STAGE": str(stage),
+           "GLIBC_VERSION": glibc_requirement(sorted((stage / "lib").glob("*.so")))}
     built = []
-    for packager in ("deb", "rpm"):
-        config = work / f"nfpm-{triple}-{packager}.yaml"
-        config.write_text(template.substitute(
-            PKG_ARCH=target.deb if packager == "deb" else target.rpm,
-            PKG_VERSION=version, PKG_STAGE=stage,
-            ROOT=ROOT, GLIBC_VERSION=glibc))
+    for packager, arch in (("deb", target.deb), ("rpm", target.rpm)):
+        assert arch is not None
         before = set(outdir.glob(f"*.{packager}"))
-        subprocess.run([tool("nfpm"), "package", "--config", str(config), "--packager",
+        subprocess.run([tool("nfpm"), "package", "--config", str(NFPM_YAML), "--packager",
                         packager, "--target", str(outdir)], check=True,
-                       env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
+                       env={**env, "PKG_ARCH": arch}, cwd=stage)
         built.extend(sorted(set(outdir.glob(f"*.{packager}")) - before))
+    return built
+
+
+def build_packages(outdir: Path, workdir: Path,
+                   triples: list[str] | None = None) -> list[Path]:
+    """Build the .deb and .rpm of each glibc target into outdir; return them."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    built = []
+    for triple in triples or PACKAGE_TARGETS:
+        built.extend(package(triple, outdir.resolve(), workdir.resolve()))
     return built
 
 
@@ -153,11 +185,8 @@ def main() -> None:
     parser.add_argument("--target", action="append", choices=PACKAGE_TARGETS,
                         help="a glibc zig target triple (repeatable; default: all)")
     args = parser.parse_args()
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    for triple in args.target or PACKAGE_TARGETS:
-        for path in package(triple, args.outdir.resolve(), args.workdir.resolve()):
-            print(path)
+    for path in build_packages(args.outdir, args.workdir, args.target):
+        print(path)
 
 
 if __name__ == "__main__":

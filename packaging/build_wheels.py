@@ -4,9 +4,10 @@
     python3 packaging/build_wheels.py --sdist dist/keepalive_preload-X.tar.gz \\
         [--outdir dist] [--target TRIPLE ...]
 
-Each wheel is built by scikit-build-core from the sdist with the target's
-zig toolchain file and tagged py3-none-<platform>; then `auditwheel show`
-must report the policy the tag claims. packaging/build-all calls this.
+Each wheel is built by scikit-build-core from the sdist (or a source tree)
+with zig for the target and tagged py3-none-<platform>; then `auditwheel
+show` must report the policy the tag claims. packaging/release.py calls
+build_wheel().
 """
 
 from __future__ import annotations
@@ -18,17 +19,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from targets import TARGETS, toolchain, zig_env
+from targets import TARGETS, cmake_toolchain, zig_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_wheel(sdist: Path, triple: str, outdir: Path, workdir: Path) -> Path:
+    """Build the wheel for triple from sdist (or a source tree) into outdir."""
     target = TARGETS[triple]
+    outdir.mkdir(parents=True, exist_ok=True)
     before = set(outdir.glob("*.whl"))
+    defines = [f"cmake.define.{name}={value}" for name, value in cmake_toolchain(triple).items()]
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(outdir),
-         "-C", f"cmake.define.CMAKE_TOOLCHAIN_FILE={toolchain(triple)}",
+         *(arg for define in defines for arg in ("-C", define)),
          "-C", f"wheel.tags=py3-none-{target.wheel_tag}",
          "-C", f"build-dir={workdir / ('wheel-' + triple)}", str(sdist)],
         check=True, env=zig_env())
@@ -57,7 +61,6 @@ def main() -> None:
     parser.add_argument("--target", action="append", choices=sorted(TARGETS),
                         help="a zig target triple (repeatable; default: all)")
     args = parser.parse_args()
-    args.outdir.mkdir(parents=True, exist_ok=True)
     for triple in args.target or list(TARGETS):
         print(build_wheel(args.sdist.resolve(), triple, args.outdir.resolve(),
                           args.workdir.resolve()))

@@ -1,8 +1,9 @@
 """The release targets: one table for the build scripts and the tests.
 
-Each is a zig target triple (packaging/toolchains/<triple>.cmake) with the
-wheel platform tag it is built for and, for glibc, the Debian and RPM
-architecture of its packages.
+Each is a zig target triple (given to packaging/toolchains/zig.cmake as
+KEEPALIVE_ZIG_TARGET) with the wheel platform tag it is built for and, for
+glibc, the Debian and RPM architecture of its packages. The one place the
+targets are written: the build scripts, the benchmark and the tests read it.
 """
 
 from __future__ import annotations
@@ -40,8 +41,19 @@ PACKAGE_TARGETS = [t.triple for t in TARGETS.values() if t.deb]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def toolchain(triple: str) -> str:
-    return os.path.join(HERE, "toolchains", f"{triple}.cmake")
+def cmake_toolchain(triple: str) -> dict[str, str]:
+    """The CMake definitions (-D) that cross-compile for triple with zig."""
+    return {"CMAKE_TOOLCHAIN_FILE": os.path.join(HERE, "toolchains", "zig.cmake"),
+            "KEEPALIVE_ZIG_TARGET": triple}
+
+
+def native(libc: str = "glibc") -> Target:
+    """The target for this machine's architecture and the given libc."""
+    machine = os.uname().machine
+    for target in TARGETS.values():
+        if target.machine == machine and target.libc == libc:
+            return target
+    raise SystemExit(f"no {libc} release target for {machine}")
 
 
 def zig_env() -> dict[str, str]:

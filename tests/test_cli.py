@@ -16,6 +16,7 @@ from support import (
     ENTRY_POINTS,
     SCRIPT,
     TIMEOUT,
+    c_compiler,
     clean_env,
     cli,
     one_line_error,
@@ -159,9 +160,7 @@ def test_run_directory(tmp_path: Path) -> None:
 def static_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
     source = tmp_path_factory.mktemp("static") / "hello.c"
     source.write_text('#include <stdio.h>\nint main(void) { puts("hello"); return 3; }\n')
-    cc = shutil.which("cc")
-    if cc is None:
-        unavailable("no C compiler to build a static test program")
+    cc = c_compiler()
     out = source.with_suffix("")
     built = subprocess.run([cc, "-static", "-o", str(out), str(source)], capture_output=True,
                            text=True, timeout=120)

@@ -13,10 +13,10 @@ from support import (
     HELPERS,
     ROOT,
     Client,
+    c_compiler,
     clean_env,
     free_port,
     library,
-    need_tool,
     preload,
     reports,
     run,
@@ -103,7 +103,7 @@ def test_enosys_when_the_real_function_is_missing(tmp_path: Path) -> None:
     src = ROOT / "src" / "c"
     if not src.exists():
         unavailable("runs from a source checkout (src/c)")
-    cc = need_tool("cc")
+    cc = c_compiler()
     flags = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Werror", f"-I{src}"]
     front = tmp_path / "connect.o"
     subprocess.run([cc, *flags, "-Dconnect=kp_test_connect", "-Dkp_variant=kp_unused_variant",

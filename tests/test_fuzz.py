@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from support import IN_CI, need_tool, unavailable
+from support import IN_CI, ROOT, need_tool, unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
 SECONDS = int(os.environ.get("KEEPALIVE_FUZZ_SECONDS", "60" if IN_CI else "10"))
 
 

@@ -1,5 +1,6 @@
 """The .deb and .rpm packages: built once per session, inspected, linted,
-installed for real (root), and the setuid opt-in exercised (root).
+their libraries run through the behaviour suite, installed for real (root),
+and the setuid opt-in exercised (root).
 
 Everything installed or changed here is undone in a finalizer, even when a
 test fails.
@@ -7,61 +8,91 @@ test fails.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
-import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import keepalive_preload
 from support import (
+    ROOT,
     TIMEOUT,
     Release,
+    check_library,
     clean_env,
     need_tool,
     output,
     privileged_copy,
     reports,
+    rerun_socket_level_tests,
     run_as_nobody,
     serve_one,
     unavailable,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-ARCH = {"x86_64": ("amd64", "x86_64"), "aarch64": ("arm64", "aarch64")}[os.uname().machine]
-LIBS = tuple(keepalive_preload.LIBRARIES.values())
-FILES = {f"/usr/lib/{lib}": 0o644 for lib in LIBS} | {
+sys.path.insert(0, str(ROOT / "packaging"))
+from targets import PACKAGE_TARGETS, TARGETS, native
+
+NATIVE = native()
+LIBS = keepalive_preload.LIBRARIES  # variant: file name
+DOCS = {
     "/usr/share/man/man1/keepalive-preload.1.gz": 0o644,
     "/usr/share/man/man7/keepalive-preload.7.gz": 0o644,
     "/usr/share/doc/keepalive-preload/changelog.gz": 0o644,
     "/usr/share/doc/keepalive-preload/README.md": 0o644,
     "/usr/share/doc/keepalive-preload/examples/keepalive-preload.conf": 0o644,
 }
-DEB_ONLY = {"/usr/share/doc/keepalive-preload/copyright": 0o644,
-            "/usr/share/doc/keepalive-preload/changelog.Debian.gz": 0o644,
-            "/usr/share/doc/keepalive-preload/NEWS.Debian.gz": 0o644,
-            "/usr/share/lintian/overrides/keepalive-preload": 0o644}
-RPM_ONLY = {"/usr/share/licenses/keepalive-preload/LICENSE": 0o644}
+# Where each family's loader looks for a bare name (ld.so(8)), and the
+# family's mode for shared objects.
+DEB_FILES = {f"/usr/lib/{lib}": 0o644 for lib in LIBS.values()} | DOCS | {
+    "/usr/share/doc/keepalive-preload/copyright": 0o644,
+    "/usr/share/doc/keepalive-preload/changelog.Debian.gz": 0o644,
+    "/usr/share/doc/keepalive-preload/NEWS.Debian.gz": 0o644,
+    "/usr/share/lintian/overrides/keepalive-preload": 0o644}
+RPM_FILES = {f"/usr/lib64/{lib}": 0o755 for lib in LIBS.values()} | DOCS | {
+    "/usr/share/licenses/keepalive-preload/LICENSE": 0o644}
 VERSION = keepalive_preload.__version__
+
+
+def built(release: Release, triple: str) -> dict[str, Path]:
+    """The .deb and .rpm of a target, from the release build."""
+    target = TARGETS[triple]
+    (deb,) = [d for d in release.debs if d.name.endswith(f"_{target.deb}.deb")]
+    (rpm,) = [r for r in release.rpms if r.name.endswith(f".{target.rpm}.rpm")]
+    return {"deb": deb, "rpm": rpm}
 
 
 @pytest.fixture(scope="session")
 def packages(release: Release) -> dict[str, Path]:
-    """This machine's .deb and .rpm, from the release build."""
-    (deb,) = [d for d in release.debs if d.name.endswith(f"_{ARCH[0]}.deb")]
-    (rpm,) = [r for r in release.rpms if r.name.endswith(f".{ARCH[1]}.rpm")]
+    """This machine's .deb and .rpm."""
+    return built(release, NATIVE.triple)
+
+
+@pytest.fixture(scope="session")
+def unpacked(packages: dict[str, Path],
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The root directory of each of this machine's packages, unpacked."""
+    deb, rpm = tmp_path_factory.mktemp("deb"), tmp_path_factory.mktemp("rpm")
+    output("dpkg-deb", "-x", str(packages["deb"]), str(deb))
+    payload = subprocess.run([need_tool("rpm2cpio"), str(packages["rpm"])], capture_output=True,
+                             check=True, timeout=TIMEOUT).stdout
+    subprocess.run([need_tool("cpio"), "-idm", "--quiet"], input=payload, cwd=rpm, check=True,
+                   timeout=TIMEOUT)
     return {"deb": deb, "rpm": rpm}
 
 
 # ---- inspection -----------------------------------------------------------
 
 def test_package_file_names(packages: dict[str, Path]) -> None:
-    assert packages["deb"].name == f"keepalive-preload_{VERSION}-1_{ARCH[0]}.deb"
-    assert packages["rpm"].name == f"keepalive-preload-{VERSION}-1.{ARCH[1]}.rpm"
+    assert packages["deb"].name == f"keepalive-preload_{VERSION}-1_{NATIVE.deb}.deb"
+    assert packages["rpm"].name == f"keepalive-preload-{VERSION}-1.{NATIVE.rpm}.rpm"
 
 
 def test_deb_contents_and_modes(packages: dict[str, Path]) -> None:
@@ -71,10 +102,10 @@ def test_deb_contents_and_modes(packages: dict[str, Path]) -> None:
         perms, owner, *_, name = line.split()
         if perms.startswith("-"):
             files[name.lstrip(".")] = (perms, owner)
-    expected = FILES | DEB_ONLY
-    assert set(files) == set(expected)
+    assert set(files) == set(DEB_FILES)
     for name, (perms, owner) in files.items():
-        assert (perms, owner) == ("-rw-r--r--", "root/root"), name
+        # nfpm writes its changelog.Debian.gz with numeric ids: root all the same
+        assert (perms, owner) in (("-rw-r--r--", "root/root"), ("-rw-r--r--", "0/0")), name
 
 
 def test_deb_metadata(packages: dict[str, Path]) -> None:
@@ -82,7 +113,7 @@ def test_deb_metadata(packages: dict[str, Path]) -> None:
     fields = dict(re.findall(r"^([\w-]+): (.*)$", info, re.MULTILINE))
     assert fields["Package"] == "keepalive-preload"
     assert fields["Version"] == f"{VERSION}-1"
-    assert fields["Architecture"] == ARCH[0]
+    assert fields["Architecture"] == NATIVE.deb
     assert fields["Section"] == "net"
     assert fields["Priority"] == "optional"
     assert fields["Conflicts"] == "libkeepalive0"
@@ -99,39 +130,54 @@ def test_rpm_metadata_and_contents(packages: dict[str, Path]) -> None:
                              output("rpm", "-qip", rpm), re.MULTILINE))
     assert fields["Name"] == "keepalive-preload"
     assert fields["Version"] == VERSION
-    assert fields["Architecture"] == ARCH[1]
+    assert fields["Architecture"] == NATIVE.rpm
     assert fields["License"] == "MIT"
     assert fields["URL"].startswith("https://")
     files = {}
     for line in output("rpm", "-qplv", rpm).splitlines():
         perms, _, owner, group, *_, name = line.split()
         files[name] = (perms, owner, group)
-    assert set(files) == set(FILES | RPM_ONLY)
-    assert all(v == ("-rw-r--r--", "root", "root") for v in files.values()), files
+    assert set(files) == set(RPM_FILES)
+    for name, (perms, owner, group) in files.items():
+        assert (owner, group) == ("root", "root"), name
+        assert perms == ("-rwxr-xr-x" if RPM_FILES[name] == 0o755 else "-rw-r--r--"), name
+    # The man page, README and changelog are documentation; the license is one.
+    assert set(output("rpm", "-qpd", rpm).split()) == set(DOCS)
+    assert output("rpm", "-qpL", rpm).split() == \
+        ["/usr/share/licenses/keepalive-preload/LICENSE"]
+    assert f"- {VERSION}-1\n" in output("rpm", "-qp", "--changelog", rpm)
     assert output("rpm", "-qp", "--conflicts", rpm).split() == ["libkeepalive0"]
     assert re.search(r"^glibc >= 2\.\d+$", output("rpm", "-qpR", rpm), re.MULTILINE)
     assert "digests OK" in output("rpm", "-K", "--nosignature", rpm)
 
 
-def test_packaged_libraries_are_stripped_and_export_the_interposed_symbols(
-        packages: dict[str, Path], tmp_path: Path) -> None:
-    output("dpkg-deb", "-x", str(packages["deb"]), str(tmp_path))
-    for lib, symbol in zip(LIBS, ("connect", "listen", "socket")):
-        path = str(tmp_path / "usr" / "lib" / lib)
-        assert ".symtab" not in output("readelf", "-SW", path)
-        names = output("nm", "-D", "--defined-only", path).split()[2::3]
-        assert sorted(names) == sorted([symbol, "setsockopt"])
-        with open(path, "rb") as f:
-            assert f"keepalive-preload {VERSION}\0".encode() in f.read()
+@pytest.mark.parametrize(("kind", "libdir"), [("deb", "usr/lib"), ("rpm", "usr/lib64")])
+def test_packaged_libraries(unpacked: dict[str, Path], kind: str, libdir: str) -> None:
+    """Stripped, exporting one symbol, needing libc alone; the same files in both."""
+    for variant, lib in LIBS.items():
+        path = unpacked[kind] / libdir / lib
+        assert ".symtab" not in output("readelf", "-SW", str(path))
+        check_library(path, variant)
+        assert path.read_bytes() == (unpacked["deb"] / "usr" / "lib" / lib).read_bytes()
 
 
-def test_man_page_and_changelogs(packages: dict[str, Path], tmp_path: Path) -> None:
-    output("dpkg-deb", "-x", str(packages["deb"]), str(tmp_path))
-    doc = tmp_path / "usr" / "share" / "doc" / "keepalive-preload"
-    man = tmp_path / "usr" / "share" / "man" / "man7" / "keepalive-preload.7.gz"
-    man1 = tmp_path / "usr" / "share" / "man" / "man1" / "keepalive-preload.1.gz"
+def test_deb_libraries_pass_the_suite(unpacked: dict[str, Path]) -> None:
+    """The .deb's libraries (the .rpm's are the same files) through every
+    socket-level test, as the manylinux ones are in test_release.py."""
+    if os.environ.get("KEEPALIVE_TEST_LIBDIR"):
+        pytest.skip("already a nested run")
+    summary = rerun_socket_level_tests(str(unpacked["deb"] / "usr" / "lib"))
+    print(f"\n.deb libraries: {summary}")
+
+
+def test_man_page_and_changelogs(unpacked: dict[str, Path]) -> None:
+    root = unpacked["deb"]
+    doc = root / "usr" / "share" / "doc" / "keepalive-preload"
+    man = root / "usr" / "share" / "man" / "man7" / "keepalive-preload.7.gz"
+    man1 = root / "usr" / "share" / "man" / "man1" / "keepalive-preload.1.gz"
     assert gzip.decompress(man1.read_bytes()) == (ROOT / "man" / "keepalive-preload.1").read_bytes()
-    for gz in (man, man1, doc / "changelog.gz", doc / "changelog.Debian.gz"):
+    for gz in (man, man1, doc / "changelog.gz", doc / "changelog.Debian.gz",
+               doc / "NEWS.Debian.gz"):
         raw = gz.read_bytes()
         assert raw[4:8] == b"\0\0\0\0"  # gzip -n: no timestamp
         gzip.decompress(raw)
@@ -144,10 +190,20 @@ def test_man_page_and_changelogs(packages: dict[str, Path], tmp_path: Path) -> N
     assert debian.startswith(f"keepalive-preload ({VERSION}-1) ")
 
 
-def test_lintian_clean(packages: dict[str, Path]) -> None:
-    report = output("lintian", "--fail-on", "none", str(packages["deb"]))
+@pytest.mark.parametrize("triple", PACKAGE_TARGETS)
+def test_lintian_clean(release: Release, triple: str) -> None:
+    report = output("lintian", "--fail-on", "none", str(built(release, triple)["deb"]))
     problems = [line for line in report.splitlines() if re.match(r"[EW]: ", line)]
     assert problems == []
+
+
+@pytest.mark.parametrize("triple", PACKAGE_TARGETS)
+def test_rpmlint_clean(release: Release, triple: str) -> None:
+    """No error and no warning; the few filters are in packaging/rpmlint.toml,
+    each with its reason."""
+    report = output("rpmlint", "-c", str(ROOT / "packaging" / "rpmlint.toml"),
+                    str(built(release, triple)["rpm"]))
+    assert re.search(r"\b0 errors, 0 warnings\b", report), report
 
 
 # ---- a real install (root) ------------------------------------------------
@@ -165,21 +221,28 @@ def installed(name: str) -> bool:
     return result.returncode == 0 and "ok installed" in result.stdout
 
 
-@pytest.fixture(scope="class")
-def installed_deb(packages: dict[str, Path]) -> Iterator[Path]:
-    """The .deb installed with apt-get; purged afterwards, whatever happens."""
+@contextlib.contextmanager
+def apt_installed(deb: Path) -> Iterator[None]:
+    """deb installed with apt-get; purged afterwards, whatever happens (a
+    failed purge fails the test)."""
     require_root_with_apt()
     if installed("keepalive-preload") or installed("libkeepalive0"):
         unavailable("keepalive-preload or libkeepalive0 is already installed here; "
                     "not touching it")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        subprocess.run(["apt-get", "install", "-y", "-q", str(packages["deb"])], check=True,
+        subprocess.run(["apt-get", "install", "-y", "-q", str(deb)], check=True,
                        env=env, capture_output=True, timeout=600)
-        yield packages["deb"]
+        yield
     finally:
-        subprocess.run(["apt-get", "purge", "-y", "-q", "keepalive-preload"], env=env,
-                       capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "purge", "-y", "-q", "keepalive-preload"], check=True,
+                       env=env, capture_output=True, timeout=600)
+
+
+@pytest.fixture(scope="class")
+def installed_deb(packages: dict[str, Path]) -> Iterator[None]:
+    with apt_installed(packages["deb"]):
+        yield
 
 
 @pytest.mark.usefixtures("installed_deb")
@@ -187,7 +250,7 @@ class TestInstalledDeb:
     """With the .deb installed by apt-get (once for the class, purged after)."""
 
     def test_installed_files(self) -> None:
-        for name, mode in (FILES | DEB_ONLY).items():
+        for name, mode in DEB_FILES.items():
             assert os.stat(name).st_mode & 0o7777 == mode, name
 
     @pytest.mark.parametrize("lib", ["libkeepalive.so", "libkeepalive_socket.so"])
@@ -205,8 +268,6 @@ class TestInstalledDeb:
         assert (accepted["SO_KEEPALIVE"], accepted["TCP_KEEPIDLE"]) == (1, 7)
 
     def test_man_page_installed(self) -> None:
-        if shutil.which("man") is None:
-            unavailable("man is not installed")
         assert output("man", "-w", "7", "keepalive-preload").strip() == \
             "/usr/share/man/man7/keepalive-preload.7.gz"
         # Section 1 first: `man keepalive-preload` is the command's page.
@@ -229,9 +290,13 @@ class TestInstalledDeb:
         env = {"LD_PRELOAD": "libkeepalive.so", "TCP_KEEPIDLE": "7", "TCP_KEEPCNT": "bad",
                "LIBKEEPALIVE_DEBUG": "1"}
 
+        def as_nobody(**env: str) -> tuple[dict[str, Any], str]:
+            result = run_as_nobody(args, **env)
+            (report,) = reports(result.stdout)
+            return report, result.stderr
+
         # 0644, as packaged: glibc does not load it into a set-user-ID program.
-        result = run_as_nobody(args, **env)
-        (report,) = reports(result.stdout)
+        report, _ = as_nobody(**env)
         assert report["ret"] == 0
         assert report["SO_KEEPALIVE"] == 0
 
@@ -239,18 +304,16 @@ class TestInstalledDeb:
             subprocess.run([statoverride, "--update", "--add", "root", "root", "4755", library],
                            check=True, capture_output=True, timeout=TIMEOUT)
             assert os.stat(library).st_mode & 0o7777 == 0o4755
-            result = run_as_nobody(args, **env)
-            (report,) = reports(result.stdout)
+            report, stderr = as_nobody(**env)
             # Loaded now, in secure-execution mode: the environment is ignored,
             # the defaults apply, nothing is printed (not even the bad TCP_KEEPCNT).
             assert report["SO_KEEPALIVE"] == 1
             assert report["TCP_KEEPIDLE"] == 15
             assert report["TCP_KEEPCNT"] == 9
             assert report["TCP_USER_TIMEOUT"] == 150000
-            assert result.stderr == ""
+            assert stderr == ""
             # A path with a slash is never preloaded into it, setuid bit or not.
-            result = run_as_nobody(args, LD_PRELOAD=library)
-            (report,) = reports(result.stdout)
+            report, _ = as_nobody(LD_PRELOAD=library)
             assert report["SO_KEEPALIVE"] == 0
         finally:
             subprocess.run([statoverride, "--remove", library], capture_output=True,
@@ -259,19 +322,10 @@ class TestInstalledDeb:
 
 
 def test_purge_leaves_nothing(packages: dict[str, Path]) -> None:
-    require_root_with_apt()
-    if installed("keepalive-preload") or installed("libkeepalive0"):
-        unavailable("keepalive-preload or libkeepalive0 is already installed here")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        subprocess.run(["apt-get", "install", "-y", "-q", str(packages["deb"])], check=True,
-                       env=env, capture_output=True, timeout=600)
+    with apt_installed(packages["deb"]):
         assert installed("keepalive-preload")
-    finally:
-        subprocess.run(["apt-get", "purge", "-y", "-q", "keepalive-preload"], check=True,
-                       env=env, capture_output=True, timeout=600)
     assert not installed("keepalive-preload")
-    leftovers = [name for name in (*FILES, *DEB_ONLY) if os.path.lexists(name)]
+    leftovers = [name for name in DEB_FILES if os.path.lexists(name)]
     assert leftovers == []
     assert not os.path.exists("/usr/share/doc/keepalive-preload")
 
@@ -284,12 +338,12 @@ def test_rpm_installs_into_scratch_root(packages: dict[str, Path], tmp_path: Pat
     # --nodeps: the scratch root has no glibc package to satisfy the dependency.
     output(rpm, "--root", root, "--initdb")
     output(rpm, "--root", root, "-i", "--nodeps", str(packages["rpm"]))
-    for name, mode in (FILES | RPM_ONLY).items():
+    for name, mode in RPM_FILES.items():
         assert os.stat(root + name).st_mode & 0o7777 == mode, name
     assert output(rpm, "--root", root, "-q", "keepalive-preload").strip() == \
-        f"keepalive-preload-{VERSION}-1.{ARCH[1]}"
+        f"keepalive-preload-{VERSION}-1.{NATIVE.rpm}"
     output(rpm, "--root", root, "-e", "--nodeps", "keepalive-preload")
-    assert [n for n in (*FILES, *RPM_ONLY) if os.path.lexists(root + n)] == []
+    assert [n for n in RPM_FILES if os.path.lexists(root + n)] == []
 
 
 def test_cmake_install_modes(tmp_path: Path) -> None:
@@ -301,7 +355,7 @@ def test_cmake_install_modes(tmp_path: Path) -> None:
         output(cmake, "--build", str(build))
         subprocess.run([cmake, "--install", str(build), "--prefix", "/usr"], check=True,
                        capture_output=True, env={**os.environ, "DESTDIR": str(dest)})
-        for lib in LIBS:
+        for lib in LIBS.values():
             assert os.stat(dest / "usr" / "lib" / lib).st_mode & 0o7777 == mode, (setuid, lib)
         for section in (1, 7):
             page = f"keepalive-preload.{section}"

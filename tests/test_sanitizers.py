@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from support import (
+    ROOT,
+    c_compiler,
     clean_env,
     library,
     need_tool,
@@ -26,7 +28,6 @@ from support import (
     unavailable,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 
 
@@ -34,11 +35,11 @@ def test_integration_tests_under_asan_and_ubsan(tmp_path: Path) -> None:
     if os.environ.get("KEEPALIVE_TEST_LIBDIR"):
         pytest.skip("already the nested run")
     cmake = need_tool("cmake")
-    cc = need_tool("gcc")
+    cc = c_compiler()
     asan = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True,
                           text=True, check=True).stdout.strip()
     if not os.path.isabs(asan):
-        unavailable("gcc has no ASan runtime (libasan)")
+        unavailable(f"{cc} has no ASan runtime (libasan)")
     build = tmp_path / "asan"
     for step in ([cmake, "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Debug",
                   "-DKEEPALIVE_SANITIZE=address,undefined", "-DKEEPALIVE_WERROR=ON"],

@@ -1,12 +1,17 @@
 # Cross-compile with `zig cc` (PyPI: ziglang, pinned in packaging/requirements-release.txt):
 # one x86_64 host builds for old glibc and for musl, on x86_64 and aarch64.
 #
-#   cmake -DCMAKE_TOOLCHAIN_FILE=packaging/toolchains/<target>.cmake ...
+#   cmake -DCMAKE_TOOLCHAIN_FILE=packaging/toolchains/zig.cmake \
+#         -DKEEPALIVE_ZIG_TARGET=x86_64-linux-gnu.2.17 ...
 #
-# Each <target>.cmake sets KEEPALIVE_ZIG_TARGET (a zig target triple such as
-# x86_64-linux-gnu.2.17) and includes this file. The zig executable is $ZIG,
-# else `zig` on PATH, else the one the ziglang package of `python3` ships.
+# KEEPALIVE_ZIG_TARGET is a zig target triple; packaging/targets.py lists the
+# release targets. The zig executable is $ZIG, else `zig` on PATH, else the
+# one the ziglang package of `python3` ships.
 
+if(NOT KEEPALIVE_ZIG_TARGET)
+  message(FATAL_ERROR "zig.cmake: set KEEPALIVE_ZIG_TARGET to a zig target triple, "
+                      "e.g. -DKEEPALIVE_ZIG_TARGET=x86_64-linux-gnu.2.17 (packaging/targets.py)")
+endif()
 set(CMAKE_SYSTEM_NAME Linux)
 string(REGEX MATCH "^[^-]+" CMAKE_SYSTEM_PROCESSOR "${KEEPALIVE_ZIG_TARGET}")
 
@@ -48,11 +53,20 @@ set(CMAKE_MODULE_LINKER_FLAGS_INIT "-s -Wl,--as-needed")
 set(CMAKE_STRIP "/bin/true" CACHE FILEPATH "" FORCE)
 set(CMAKE_TRY_COMPILE_PLATFORM_VARIABLES KEEPALIVE_ZIG_TARGET ZIG)
 
-# zig links musl's libc as "libc.so"; musllinux wheels (and Alpine's own
-# builds) name it libc.musl-<arch>.so.1. musl's loader takes any libc.* for
-# itself, so both load; CMakeLists.txt renames it with patchelf after linking.
+# DT_NEEDED names that CMakeLists.txt renames after linking (replace_needed.py):
+# - musl: zig links musl's libc as "libc.so"; musllinux wheels (and Alpine's
+#   own builds) name it libc.musl-<arch>.so.1. musl's loader takes any libc.*
+#   for itself, so both load.
+# - glibc before 2.34: zig's libpthread stub comes first and defines
+#   __errno_location (and write), which glibc's libc.so.6 has always defined
+#   too, with the same versions. Loading libpthread.so.0 costs every
+#   preloaded process about ten system calls; renaming the entry (in place:
+#   the new name is shorter) binds them to libc.so.6 (already loaded: a
+#   second entry for it costs nothing).
 if(KEEPALIVE_ZIG_TARGET MATCHES "-musl")
-  set(KEEPALIVE_MUSL_LIBC "libc.musl-${CMAKE_SYSTEM_PROCESSOR}.so.1")
+  set(KEEPALIVE_REPLACE_NEEDED "libc.so=libc.musl-${CMAKE_SYSTEM_PROCESSOR}.so.1")
+elseif(KEEPALIVE_ZIG_TARGET MATCHES "-gnu")
+  set(KEEPALIVE_REPLACE_NEEDED "libpthread.so.0=libc.so.6")
 endif()
 
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)

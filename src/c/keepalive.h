@@ -79,6 +79,11 @@ void kp_config_apply(struct kp_config *config, kp_getter get, void *context, boo
 /* Derive TCP_USER_TIMEOUT when it is still KP_DERIVE. */
 void kp_config_finish(struct kp_config *config);
 
+/* The next definition of the function `name`: dlsym(RTLD_NEXT, name), or,
+ * in a process without dlsym (glibc < 2.34 without libdl loaded), the
+ * system call itself. NULL if there is none; may change errno. */
+void *kp_next_symbol(const char *name);
+
 /*
  * The configuration file (conffile.c). kp_conffile_read() opens `path`,
  * checks that it may be trusted (a regular file, owned by root or by

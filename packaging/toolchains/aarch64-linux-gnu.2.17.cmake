@@ -1,3 +1,0 @@
-# aarch64-linux-gnu.2.17 with zig cc; see zig.cmake.
-set(KEEPALIVE_ZIG_TARGET aarch64-linux-gnu.2.17)
-include(${CMAKE_CURRENT_LIST_DIR}/zig.cmake)

@@ -1,3 +1,0 @@
-# x86_64-linux-musl with zig cc; see zig.cmake.
-set(KEEPALIVE_ZIG_TARGET x86_64-linux-musl)
-include(${CMAKE_CURRENT_LIST_DIR}/zig.cmake)
