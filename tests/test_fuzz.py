@@ -63,7 +63,7 @@ def test_bounded_fuzz_run(fuzzer: Path, tmp_path: Path) -> None:
 
 def test_oracle_catches_a_mutant_parser(tmp_path: Path) -> None:
     source = tmp_path / "src"
-    for part in ("CMakeLists.txt", "src/c", "fuzz"):
+    for part in ("CMakeLists.txt", "src/c", "src/python/keepalive_preload/_table.py.in", "fuzz"):
         target = source / part
         if (ROOT / part).is_dir():
             shutil.copytree(ROOT / part, target)

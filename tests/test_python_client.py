@@ -9,11 +9,11 @@ import pytest
 import keepalive_preload
 from support import clean_env, preload_env, run
 
-CLIENT = """
-import socket, sys
-
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
 pytestmark = pytest.mark.socket_level
+
+CLIENT = """
+import socket, sys
 with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as s:
     print(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
           s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
