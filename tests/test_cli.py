@@ -226,7 +226,7 @@ def idle_client(listener: int) -> Iterator[tuple[subprocess.Popen[str], dict[str
         yield proc, report
     finally:
         proc.kill()
-        proc.wait(timeout=TIMEOUT)
+        proc.communicate(timeout=TIMEOUT)  # and close its pipes
 
 
 def test_run_sets_keepalive_on_the_client(
@@ -281,7 +281,7 @@ def test_status_without_keepalive_has_no_timer(listener: int) -> None:
         assert data["preloaded"] == []
     finally:
         proc.kill()
-        proc.wait(timeout=TIMEOUT)
+        proc.communicate(timeout=TIMEOUT)  # and close its pipes
 
 
 def test_status_ipv6_and_listener(probe: str) -> None:
@@ -296,7 +296,7 @@ def test_status_ipv6_and_listener(probe: str) -> None:
         assert data["preloaded"] == ["libkeepalive_listen.so"]
     finally:
         proc.kill()
-        proc.wait(timeout=TIMEOUT)
+        proc.communicate(timeout=TIMEOUT)  # and close its pipes
 
 
 def test_status_no_tcp_sockets() -> None:
