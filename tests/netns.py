@@ -80,6 +80,9 @@ class Hosts:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=30)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         for name in self.ns.values():
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
 
