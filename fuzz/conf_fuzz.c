@@ -18,6 +18,7 @@
  * Any difference aborts. Built with -DKEEPALIVE_FUZZ=ON (clang).
  */
 #include "keepalive.h"
+#include "oracle.h"
 #include "parse.h"
 
 #include <errno.h>
@@ -56,25 +57,6 @@ static char exe[256];
 static int blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r';
-}
-
-static int number(const char *text, long min, long max, long special, int *out)
-{
-    const char *p = text + (*text == '-');
-    if (*p == '\0')
-        return 0;
-    for (; *p; p++)
-        if (*p < '0' || *p > '9')
-            return 0;
-    errno = 0;
-    long long v = strtoll(text, NULL, 10);
-    if (errno == ERANGE)
-        return 0;
-    if (v == 0 || (special != 0 && v == special) || (v >= min && v <= max)) {
-        *out = (int)v;
-        return 1;
-    }
-    return 0;
 }
 
 /* The oracle for one line, [s, s+n) without its newline. */
@@ -142,7 +124,9 @@ static void model_line(struct model *m, const char *s, size_t n)
         } else if (sp->alias == NULL || strcmp(name, sp->alias) != 0 || m->named[i]) {
             continue;
         }
-        number(value, sp->min, sp->max, sp->special, &m->value[i]);
+        long parsed;
+        if (oracle_number(value, sp->min, sp->max, sp->special, &parsed))
+            m->value[i] = (int)parsed;
         return;
     }
 }

@@ -9,6 +9,7 @@
  * aborts. Built with -DKEEPALIVE_FUZZ=ON (clang).
  */
 #include "keepalive.h"
+#include "oracle.h"
 #include "parse.h"
 
 #include <errno.h>
@@ -34,28 +35,6 @@ static const struct spec specs[KP_OPTION_COUNT] = {
 #include "options.def"
 #undef KP_OPTION
 };
-
-/* The contract, written out plainly. */
-static int oracle(const char *text, long min, long max, long special, long *value)
-{
-    const char *p = text;
-    if (*p == '-')
-        p++;
-    if (*p == '\0')
-        return 0;
-    for (const char *q = p; *q; q++)
-        if (*q < '0' || *q > '9')
-            return 0;
-    errno = 0;
-    long long v = strtoll(text, NULL, 10);
-    if (errno == ERANGE)
-        return 0;
-    if (v == 0 || (special != 0 && v == special) || (v >= min && v <= max)) {
-        *value = (long)v;
-        return 1;
-    }
-    return 0;
-}
 
 static char *fuzz_env[2 * KP_OPTION_COUNT + 2][2];
 static size_t fuzz_env_count;
@@ -93,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int parsed = 12345;
     long expected = 0;
     int ok = kp_parse_int(text, specs[i].min, specs[i].max, special, &parsed);
-    int want = oracle(text, specs[i].min, specs[i].max, special, &expected);
+    int want = oracle_number(text, specs[i].min, specs[i].max, special, &expected);
     if (ok != want || (ok && parsed != expected) || (!ok && parsed != 12345))
         abort();
 

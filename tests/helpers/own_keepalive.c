@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "option.h"
+
 static int set_ret, set_errno;
 
 static void own(int fd, const char *what)
@@ -36,13 +38,6 @@ static void own(int fd, const char *what)
     if (on && set_ret == 0)
         set_ret = setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     set_errno = set_ret == 0 ? 0 : errno;
-}
-
-static int option(int fd, int level, int name)
-{
-    int value = -1;
-    socklen_t len = sizeof value;
-    return getsockopt(fd, level, name, &value, &len) == 0 ? value : -1;
 }
 
 static void report(const char *call, int fd)

@@ -28,16 +28,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int quiet;
+#include "option.h"
 
-static int option(int fd, int level, int name)
-{
-    int value = -1;
-    socklen_t len = sizeof value;
-    if (getsockopt(fd, level, name, &value, &len) != 0)
-        return -1;
-    return value;
-}
+static int quiet;
 
 static void report(const char *call, int ret, int err, int fd, int tcp)
 {

@@ -23,14 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int option(int fd, int level, int name)
-{
-    int value = -1;
-    socklen_t len = sizeof value;
-    if (getsockopt(fd, level, name, &value, &len) != 0)
-        return -1;
-    return value;
-}
+#include "option.h"
 
 static double now(void)
 {
