@@ -268,16 +268,23 @@ class TestInstalledDeb:
         assert (accepted["SO_KEEPALIVE"], accepted["TCP_KEEPIDLE"]) == (1, 7)
 
     def test_man_page_installed(self) -> None:
-        assert output("man", "-w", "7", "keepalive-preload").strip() == \
+        # As a user of the package sees it: no venv on PATH (man-db would look
+        # beside it first and find the test venv's pages), no MANPATH.
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C", "MANPAGER": "cat",
+               "MANWIDTH": "80"}
+
+        def man(*args: str) -> str:
+            shown = subprocess.run([need_tool("man"), *args], capture_output=True, text=True,
+                                   timeout=TIMEOUT, env=env)
+            assert shown.returncode == 0, shown.stderr
+            return shown.stdout
+
+        assert man("-w", "7", "keepalive-preload").strip() == \
             "/usr/share/man/man7/keepalive-preload.7.gz"
         # Section 1 first: `man keepalive-preload` is the command's page.
-        assert output("man", "-w", "keepalive-preload").strip() == \
+        assert man("-w", "keepalive-preload").strip() == \
             "/usr/share/man/man1/keepalive-preload.1.gz"
-        shown = subprocess.run(["man", "1", "keepalive-preload"], capture_output=True, text=True,
-                               timeout=TIMEOUT, env={**os.environ, "MANPAGER": "cat",
-                                                     "MANWIDTH": "80"})
-        assert shown.returncode == 0, shown.stderr
-        assert "keepalive-preload presets" in shown.stdout
+        assert "keepalive-preload presets" in man("1", "keepalive-preload")
 
     def test_setuid_opt_in_with_statoverride(self, probe: str, listener: int) -> None:
         with privileged_copy(probe, "setuid") as setuid_probe:
