@@ -178,7 +178,8 @@ def test_listener_options_inherited_and_inapplicable_ones_reported(probe: str) -
     ("args", "words"),
     [
         (["apply"], ["PID"]),
-        (["apply", "--server", "--syn-count", "3", "1"], ["--syn-count", "--server"]),
+        (["apply", "--server", "--syn-count", "3", "1"],
+         ["--syn-count has no effect with --server; it applies to --client and --all"]),
         (["apply", "--client", "--defer-accept", "3", "1"], ["--defer-accept", "--client"]),
         (["apply", "--idle", "0x10", "1"], ["--idle", "1..32767"]),
         (["apply", "--client", "--server", "1"], ["not allowed with"]),

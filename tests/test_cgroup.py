@@ -596,6 +596,8 @@ def test_not_a_cgroup2_directory(cgroup2: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--defer-accept", "5"], ["--defer-accept", "TCP_DEFER_ACCEPT"]),
+    (["--server", "--syn-count", "3"],
+     ["--syn-count has no effect with --server; it applies to --client and --all"]),
     (["--server", "--maxseg", "1000"], ["--maxseg", "outbound"]),
     (["--idle", "0x10"], ["--idle"]),
     (["--client", "--server"], ["not allowed"]),

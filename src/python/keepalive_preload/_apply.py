@@ -22,7 +22,7 @@ import json
 import socket
 import sys
 
-from ._options import BY_NAME, OPTIONS, effective
+from ._options import OPTIONS, effective
 from ._pidfd import SOL_TCP, TCP_OPTIONS, PidfdError, Remote, read_options
 from ._status import PROG, StatusError, inspect
 
@@ -177,13 +177,10 @@ def format_apply(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """The ``apply`` subcommand; returns the exit status."""
-    given = {o.name: getattr(args, o.name) for o in OPTIONS}
-    for name, value in given.items():
-        option = BY_NAME[name]
-        if value is not None and args.variant not in option.variants:
-            parser.error(f"{option.flag} ({option.variable}) has no effect with "
-                         f"{WORDS[args.variant]}; it applies to: {', '.join(option.variants)}")
-    values = effective(given)
+    from ._cli import check_variant_options
+
+    check_variant_options(args, parser)
+    values = effective({o.name: getattr(args, o.name) for o in OPTIONS})
     status = 0
     results = []
     texts = []

@@ -180,6 +180,9 @@ def _values(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[s
         if getattr(args, name) not in (None, 0):
             parser.error(f"cgroup attach: {BY_NAME[name].flag} is not available in cgroup "
                          f"mode: the kernel's bpf_setsockopt does not accept {variable}")
+    from ._cli import check_variant_options
+
+    check_variant_options(args, parser)
     if args.variant == "listen" and args.maxseg not in (None, 0):
         parser.error("cgroup attach: --maxseg applies to outbound connections only in cgroup "
                      "mode (set at the connect callback); an accepted connection's MSS is "
