@@ -355,15 +355,19 @@ def test_rpm_installs_into_scratch_root(packages: dict[str, Path], tmp_path: Pat
 
 def test_cmake_install_modes(tmp_path: Path) -> None:
     cmake = need_tool("cmake")
-    for setuid, mode in (("OFF", 0o644), ("ON", 0o4755)):
+    # The default library directory (Debian's lib) with the default mode; an
+    # RPM distribution's lib64 with the set-user-ID opt-in.
+    for setuid, mode, libdir in (("OFF", 0o644, "lib"), ("ON", 0o4755, "lib64")):
         build = tmp_path / f"build-{setuid}"
         dest = tmp_path / f"dest-{setuid}"
-        output(cmake, "-S", str(ROOT), "-B", str(build), f"-DKEEPALIVE_INSTALL_SETUID={setuid}")
+        output(cmake, "-S", str(ROOT), "-B", str(build), f"-DKEEPALIVE_INSTALL_SETUID={setuid}",
+               *([f"-DKEEPALIVE_LIBDIR={libdir}"] if libdir != "lib" else []))
         output(cmake, "--build", str(build))
         subprocess.run([cmake, "--install", str(build), "--prefix", "/usr"], check=True,
                        capture_output=True, env={**os.environ, "DESTDIR": str(dest)})
+        assert sorted(os.listdir(dest / "usr")) == sorted([libdir, "share"])
         for lib in LIBS.values():
-            assert os.stat(dest / "usr" / "lib" / lib).st_mode & 0o7777 == mode, (setuid, lib)
+            assert os.stat(dest / "usr" / libdir / lib).st_mode & 0o7777 == mode, (setuid, lib)
         for section in (1, 7):
             page = f"keepalive-preload.{section}"
             assert (dest / "usr" / "share" / "man" / f"man{section}" / page).read_bytes() == \
