@@ -172,7 +172,9 @@ def _parser() -> _Parser:
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="[--] COMMAND [ARGS ...]")
 
     env = commands.add_parser("env", help="print the environment for a shell, systemd or docker",
-                              description='Print the variables run would set: export lines '
+                              description='Print the variables run would set, except '
+                              'KEEPALIVE=force (so a program\'s own keepalive settings win; '
+                              'add KEEPALIVE=force to make ours win): export lines '
                               'for eval "$(' + PROG + ' env --idle 30)" (sh), a systemd '
                               '[Service] drop-in (systemd), Dockerfile ENV lines (docker) or '
                               'a docker --env-file (dotenv).')
