@@ -39,6 +39,19 @@ def closed(exc: OSError | None) -> None:
     say(event="closed", errno=name)
 
 
+def receive(conn: socket.socket) -> bytes | None:
+    """What the connection brings next, or None (said as "closed") when it ended."""
+    try:
+        data = conn.recv(4096)
+    except OSError as exc:
+        closed(exc)
+        return None
+    if not data:
+        closed(None)
+        return None
+    return data
+
+
 def serve(host: str, port: int) -> None:
     srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -48,13 +61,8 @@ def serve(host: str, port: int) -> None:
     conn, _ = srv.accept()
     say(event="connected", fd=conn.fileno(), pid=os.getpid(), **options(conn))
     while True:
-        try:
-            data = conn.recv(4096)
-        except OSError as exc:
-            closed(exc)
-            return
-        if not data:
-            closed(None)
+        data = receive(conn)
+        if data is None:
             return
         conn.sendall(data)
 
@@ -65,13 +73,8 @@ def connect(host: str, port: int) -> None:
     while True:
         ready, _, _ = select.select([conn, sys.stdin], [], [])
         if conn in ready:
-            try:
-                data = conn.recv(4096)
-            except OSError as exc:
-                closed(exc)
-                return
-            if not data:
-                closed(None)
+            data = receive(conn)
+            if data is None:
                 return
             say(event="unexpected", data=data.decode())
             continue
@@ -84,13 +87,8 @@ def connect(host: str, port: int) -> None:
         conn.sendall(line.encode())
         reply = b""
         while not reply.endswith(b"\n"):
-            try:
-                chunk = conn.recv(4096)
-            except OSError as exc:
-                closed(exc)
-                return
-            if not chunk:
-                closed(None)
+            chunk = receive(conn)
+            if chunk is None:
                 return
             reply += chunk
         say(event="echo", data=reply.decode().rstrip("\n"))
