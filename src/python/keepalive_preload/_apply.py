@@ -22,7 +22,7 @@ import json
 import socket
 import sys
 
-from ._options import OPTIONS, effective
+from ._options import effective
 from ._pidfd import SOL_TCP, TCP_OPTIONS, PidfdError, Remote, read_options
 from ._status import PROG, StatusError, inspect
 
@@ -177,10 +177,10 @@ def format_apply(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """The ``apply`` subcommand; returns the exit status."""
-    from ._cli import check_variant_options
+    from ._cli import check_variant_options, chosen_values
 
     check_variant_options(args, parser)
-    values = effective({o.name: getattr(args, o.name) for o in OPTIONS})
+    values = effective(chosen_values(args))
     status = 0
     results = []
     texts = []

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 
-from ._options import BY_NAME, OPTIONS, effective
+from ._options import BY_NAME, effective
 
 PROG = "keepalive-preload"
 #: The first kernel whose bpf_setsockopt accepts SO_KEEPALIVE and the TCP_KEEP* options.
@@ -180,7 +180,7 @@ def _values(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[s
         if getattr(args, name) not in (None, 0):
             parser.error(f"cgroup attach: {BY_NAME[name].flag} is not available in cgroup "
                          f"mode: the kernel's bpf_setsockopt does not accept {variable}")
-    from ._cli import check_variant_options
+    from ._cli import check_variant_options, chosen_values
 
     check_variant_options(args, parser)
     if args.variant == "listen" and args.maxseg not in (None, 0):
@@ -192,7 +192,7 @@ def _values(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[s
             and version < WINDOW_CLAMP_KERNEL:
         parser.error("cgroup attach: --window-clamp needs Linux 5.11 or later in cgroup mode: "
                      "before it, the kernel's bpf_setsockopt does not accept TCP_WINDOW_CLAMP")
-    values = effective({o.name: getattr(args, o.name) for o in OPTIONS})
+    values = effective(chosen_values(args))
     flags = {"connect": 1, "listen": 2, "socket": 3}[args.variant] | (4 if args.force else 0)
     return {"flags": flags, "idle": values["idle"], "interval": values["interval"],
             "count": values["count"], "user_timeout": values["user_timeout"],

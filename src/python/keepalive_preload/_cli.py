@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import sys
+from typing import TypeVar
 
 from . import _apply, _cgroup, _status, environ, path
 from ._envformat import FORMATS, render, upgrade_note, use_library
@@ -44,8 +45,12 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _typed(parse: Callable[[str], int]) -> Callable[[str], int]:
-    def convert(text: str) -> int:
+_T = TypeVar("_T")
+
+
+def _typed(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """An argparse type from a parser that raises ValueError with its reason."""
+    def convert(text: str) -> _T:
         try:
             return parse(text)
         except ValueError as exc:
@@ -67,7 +72,8 @@ def _add_preload_options(parser: argparse.ArgumentParser, *, run: bool = False) 
                            const=variant, help=f"{REACHES[variant]} ({LIBRARIES[variant]}, "
                            f"{variant}{default})")
     parser.set_defaults(variant=DEFAULT_VARIANT)
-    parser.add_argument("--preset", type=_preset_name, metavar="NAME", action=_PresetAction,
+    parser.add_argument("--preset", type=_typed(lambda text: preset(text).name), metavar="NAME",
+                        action=_PresetAction,
                         help="values for a middlebox's idle timeout (see the presets "
                              "subcommand); options given explicitly win: "
                              + ", ".join(p.name for p in PRESETS))
@@ -83,13 +89,6 @@ def _add_preload_options(parser: argparse.ArgumentParser, *, run: bool = False) 
                             help="let a program that sets its own keepalive keep its settings "
                                  "(KEEPALIVE=on); by default these values win over the "
                                  "program's (KEEPALIVE=force)")
-
-
-def _preset_name(text: str) -> str:
-    try:
-        return preset(text).name
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _PresetAction(argparse.Action):
@@ -150,13 +149,6 @@ def _environment(args: argparse.Namespace, parser: argparse.ArgumentParser,
         raise  # not reached
 
 
-def _variant_word(text: str) -> str:
-    try:
-        return variant_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _parser() -> _Parser:
     parser = _Parser(prog=PROG, description="Turn on TCP keepalive for any dynamically "
                      "linked program, with LD_PRELOAD.", epilog=EXAMPLES,
@@ -197,7 +189,7 @@ def _parser() -> _Parser:
                                 description="Print the absolute path of the library of "
                                 "VARIANT: " + ", ".join(f"{WORDS[v]} or {v} ({LIBRARIES[v]})"
                                                         for v in VARIANTS) + ".")
-    where.add_argument("variant", nargs="?", default=VARIANTS[0], type=_variant_word,
+    where.add_argument("variant", nargs="?", default=VARIANTS[0], type=_typed(variant_name),
                        metavar="VARIANT")
 
     _status.add_parser(commands)
