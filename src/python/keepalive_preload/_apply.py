@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import socket
 import sys
 
 from ._options import effective
 from ._pidfd import SOL_TCP, TCP_OPTIONS, PidfdError, Remote, read_options
-from ._status import PROG, StatusError, inspect
+from ._status import PROG, StatusError, inspect, report_each
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -181,27 +180,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     check_variant_options(args, parser)
     values = effective(chosen_values(args))
-    status = 0
-    results = []
-    texts = []
-    for pid in args.pids:
-        try:
-            report = apply(pid, args.variant, values, force=args.force, dry_run=args.dry_run,
-                           debug=args.debug)
-        except ApplyError as exc:
-            sys.stderr.write(f"{PROG}: {exc}\n")
-            results.append({"pid": pid, "error": str(exc)})
-            status = 1
-            continue
-        if any(e["action"] == "failed" for e in report["sockets"]):
-            status = 1
-        results.append(report)
-        texts.append(format_apply(report))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    elif texts:
-        print("\n".join(texts))
-    return status
+    failed, reports = report_each(
+        args.pids, lambda pid: apply(pid, args.variant, values, force=args.force,
+                                     dry_run=args.dry_run, debug=args.debug),
+        ApplyError, format_apply, args.json)
+    socket_failed = any(e["action"] == "failed" for r in reports for e in r["sockets"])
+    return 1 if failed or socket_failed else 0
 
 
 def add_parser(commands: Any) -> None:

@@ -24,7 +24,7 @@ from . import LIBRARIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 PROG = "keepalive-preload"
@@ -356,6 +356,34 @@ def _public(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def report_each(pids: Sequence[int], read: Callable[[int], dict[str, Any]],
+                error: type[Exception], show: Callable[[dict[str, Any]], str], as_json: bool, *,
+                public: Callable[[dict[str, Any]], dict[str, Any]] = lambda report: report,
+                separator: str = "\n") -> tuple[bool, list[dict[str, Any]]]:
+    """read(pid) for each PID, then print every report: as text (show), or as
+    one JSON list (public) in which a PID that raised ``error`` is
+    ``{"pid", "error"}``, its message also a line on stderr. Returns whether
+    any PID failed, and the reports read. For status and apply."""
+    failed = False
+    reports: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for pid in pids:
+        try:
+            report = read(pid)
+        except error as exc:
+            failed = True
+            sys.stderr.write(f"{PROG}: {exc}\n")
+            results.append({"pid": pid, "error": str(exc)})
+            continue
+        reports.append(report)
+        results.append(public(report))
+    if as_json:
+        print(json.dumps(results, indent=2))
+    elif reports:
+        print(separator.join(show(report) for report in reports))
+    return failed, reports
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """The ``status`` subcommand; returns the exit status."""
     if args.all == bool(args.pids):
@@ -373,23 +401,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if any(r.get("without_keepalive") for r in reports):
             return 1
         return UNKNOWN if any("error" in r for r in reports) else 0
-    failed = False
-    results: list[dict[str, Any]] = []
-    texts = []
-    for pid in args.pids:
-        try:
-            report = inspect(pid)
-        except StatusError as exc:
-            failed = True
-            sys.stderr.write(f"{PROG}: {exc}\n")
-            results.append({"pid": pid, "error": str(exc)})
-            continue
-        results.append(_public(report))
-        texts.append(format_status(report))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    elif texts:
-        print("\n\n".join(texts))
+    failed, _ = report_each(args.pids, inspect, StatusError, format_status, args.json,
+                            public=_public, separator="\n\n")
     return 1 if failed else 0
 
 
