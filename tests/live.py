@@ -18,7 +18,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from netns import read_event
-from support import ENTRY_POINTS, HELPERS, TIMEOUT, clean_env, cli, stop, unavailable
+from support import (
+    ENTRY_POINTS,
+    HELPERS,
+    TIMEOUT,
+    clean_env,
+    cli,
+    cli_for_nobody,
+    run_as_nobody,
+    stop,
+    unavailable,
+)
 
 #: A command prefix that runs the command as nobody.
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -95,15 +105,10 @@ def no_ptrace() -> list[str]:
 
 
 def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command run as nobody. Through setpriv rather than
-    support.run_as_nobody: the switch must not need the caller's Python to be
-    reachable by nobody before exec (a venv whose interpreter lives under /root)."""
-    if os.geteuid() != 0:
-        unavailable("needs root to run the command as another user")
-    if shutil.which("setpriv") is None:
-        unavailable("setpriv (util-linux) is not installed")
-    return subprocess.run([*NOBODY, *ENTRY_POINTS["module"], *args], capture_output=True, text=True,
-                          timeout=TIMEOUT, env=clean_env())
+    """The command run as nobody (support.cli_for_nobody: from a copy nobody
+    can read, whatever directory the test venv is in)."""
+    with cli_for_nobody() as (argv, env):
+        return run_as_nobody([*argv, *args], **env)
 
 
 def as_root_without_ptrace(*args: str) -> subprocess.CompletedProcess[str]:
