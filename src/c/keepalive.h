@@ -88,9 +88,10 @@ void *kp_next_symbol(const char *name);
  * The configuration file (conffile.c). kp_conffile_read() opens `path`,
  * checks that it may be trusted (a regular file, owned by root or by
  * `owner`, not writable by group or others, at most KP_CONFFILE_MAX bytes),
- * and applies its lines over `config`; `program` and `executable` are the
- * names KEEPALIVE_EXCLUDE is matched against. `missing_ok`: an absent file
- * is silently nothing. Plain system calls only: no stdio, no allocation.
+ * and applies its lines over `config`; `program` (argv[0]'s basename) and
+ * /proc/self/exe's basename are the names KEEPALIVE_EXCLUDE is matched
+ * against. `missing_ok`: an absent file is silently nothing. Plain system
+ * calls only: no stdio, no allocation.
  */
 #define KP_CONFFILE_MAX 65536
 #define KP_CONFFILE_DEFAULT "/etc/keepalive-preload.conf"
@@ -98,8 +99,9 @@ void kp_conffile_read(struct kp_config *config, const char *path, unsigned owner
                       const char *program, bool warn);
 
 /* Apply one line of a configuration file (without its newline; `len`
- * bytes, need not be NUL-terminated) over `config`. `context` tracks the
- * TCP_*-over-alias rule across the lines of one file (zero it first).
+ * bytes, need not be NUL-terminated) over `config`. `state` tracks the
+ * TCP_*-over-alias rule and KEEPALIVE_EXCLUDE across the lines of one file
+ * (zero it first).
  * Exposed for the fuzz target. */
 struct kp_conffile_state {
     bool named[KP_OPTION_COUNT]; /* set by its TCP_* name in this file */
@@ -112,7 +114,7 @@ void kp_conffile_line(struct kp_config *config, struct kp_conffile_state *state,
                       const char *program, bool warn);
 
 /* The real functions (real.c): a small typed table, each entry resolved
- * once with dlsym(RTLD_NEXT); errno is left untouched. If a function cannot
+ * once with kp_next_symbol(); errno is left untouched. If a function cannot
  * be found: NULL, with errno ENOSYS. */
 enum kp_real_id {
     KP_REAL_INTERPOSED, /* kp_variant.symbol: connect, listen or socket */
