@@ -19,6 +19,8 @@ import os
 import platform
 import struct
 
+from ._options import BY_NAME, OPTIONS
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -58,17 +60,11 @@ FN_MAP_LOOKUP_ELEM = 1
 FN_SETSOCKOPT = 49
 FN_GETSOCKOPT = 57
 
-# Socket option levels and names (asm-generic/socket.h, linux/tcp.h).
+# Socket option levels (asm-generic/socket.h, linux/in.h); the TCP options'
+# numbers come from the option table (Option.optname).
 SOL_SOCKET = 1
 SO_KEEPALIVE = 9
 IPPROTO_TCP = 6
-TCP_MAXSEG = 2
-TCP_KEEPIDLE = 4
-TCP_KEEPINTVL = 5
-TCP_KEEPCNT = 6
-TCP_SYNCNT = 7
-TCP_WINDOW_CLAMP = 10
-TCP_USER_TIMEOUT = 18
 
 #: Offset of ``op`` in ``struct bpf_sock_ops`` (the first member).
 SOCK_OPS_OP = 0
@@ -201,19 +197,12 @@ FLAG_CLIENT, FLAG_SERVER, FLAG_FORCE = 1, 2, 4
 _VALUE = struct.Struct("<" + "I" * len(FIELDS))
 
 #: Where each option goes: (field, level, option name), in the order they are set.
-_ESTABLISHED = (("idle", IPPROTO_TCP, TCP_KEEPIDLE), ("interval", IPPROTO_TCP, TCP_KEEPINTVL),
-                ("count", IPPROTO_TCP, TCP_KEEPCNT),
-                ("user_timeout", IPPROTO_TCP, TCP_USER_TIMEOUT),
-                ("window_clamp", IPPROTO_TCP, TCP_WINDOW_CLAMP))
-_CONNECT = (("syn_count", IPPROTO_TCP, TCP_SYNCNT), ("maxseg", IPPROTO_TCP, TCP_MAXSEG))
+_ESTABLISHED = tuple((name, IPPROTO_TCP, BY_NAME[name].optname)
+                     for name in ("idle", "interval", "count", "user_timeout", "window_clamp"))
+_CONNECT = tuple((name, IPPROTO_TCP, BY_NAME[name].optname) for name in ("syn_count", "maxseg"))
 
 _OPTION_NAMES = {(SOL_SOCKET, SO_KEEPALIVE): "SO_KEEPALIVE",
-                 (IPPROTO_TCP, TCP_MAXSEG): "TCP_MAXSEG",
-                 (IPPROTO_TCP, TCP_KEEPIDLE): "TCP_KEEPIDLE",
-                 (IPPROTO_TCP, TCP_KEEPINTVL): "TCP_KEEPINTVL",
-                 (IPPROTO_TCP, TCP_KEEPCNT): "TCP_KEEPCNT", (IPPROTO_TCP, TCP_SYNCNT): "TCP_SYNCNT",
-                 (IPPROTO_TCP, TCP_WINDOW_CLAMP): "TCP_WINDOW_CLAMP",
-                 (IPPROTO_TCP, TCP_USER_TIMEOUT): "TCP_USER_TIMEOUT"}
+                 **{(IPPROTO_TCP, option.optname): option.variable for option in OPTIONS}}
 
 # Stack slots (below r10, the frame pointer).
 _KEY = -4  # the map key, 0

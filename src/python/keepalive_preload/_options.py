@@ -81,6 +81,14 @@ class Option:
             return "system"
         return _SPECIAL_WORDS.get(self.default, str(self.default))
 
+    @property
+    def optname(self) -> int:
+        """The IPPROTO_TCP socket option it sets, which its variable names
+        (TCP_KEEPIDLE): the number from the socket module."""
+        import socket
+
+        return int(getattr(socket, self.variable))
+
     def in_range(self, value: int) -> bool:
         return value in self.special or self.minimum <= value <= self.maximum
 

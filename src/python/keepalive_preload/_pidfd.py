@@ -17,6 +17,8 @@ import os
 import platform
 import socket
 
+from ._options import OPTIONS
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -27,10 +29,9 @@ if TYPE_CHECKING:
 _NUMBERS = {"alpha": (544, 548)}
 _MIPS_BASE = {"n64": 5000, "n32": 6000, "o32": 4000}
 
-# include/uapi/linux/tcp.h: the options we read and set, by our option name.
+# The options we read and set, by our option name (the option table's).
 SOL_TCP = socket.IPPROTO_TCP
-TCP_OPTIONS = {"idle": 4, "interval": 5, "count": 6, "syn_count": 7, "defer_accept": 9,
-               "window_clamp": 10, "user_timeout": 18, "maxseg": 2}
+TCP_OPTIONS = {option.name: option.optname for option in OPTIONS}
 
 
 class PidfdError(OSError):
