@@ -110,11 +110,17 @@ def timer_of(filter_: str) -> tuple[str, float] | None:
 
 
 def keepalive_timer(filter_: str) -> float:
-    """The keepalive timer, in seconds, of the established socket matching filter_."""
-    timer = timer_of(filter_)
+    """The keepalive timer, in seconds, of the established socket matching
+    filter_. A program that turns keepalive on itself does so just after
+    connecting: wait (bounded, 5 s) for the timer, not only for the socket."""
+    timer = None
+    for _ in range(50):
+        timer = timer_of(filter_)
+        if timer is not None and timer[0] == "keepalive":
+            return timer[1]
+        time.sleep(0.1)
     assert timer is not None, "no timer"
-    assert timer[0] == "keepalive", f"not a keepalive timer: {timer}"
-    return timer[1]
+    raise AssertionError(f"not a keepalive timer: {timer}")
 
 
 class HeldServer:
