@@ -40,7 +40,8 @@ struct spec {
 };
 
 static const struct spec specs[KP_OPTION_COUNT] = {
-#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, help) \
+#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, rule, \
+                  live, bpf_at, bpf_since, help)                                              \
     [KP_##id] = {variable, alias, min, max, special, dflt},
 #include "options.def"
 #undef KP_OPTION

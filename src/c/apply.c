@@ -11,11 +11,13 @@ struct kp_sockopt {
     const char *name;
     int optname;
     unsigned where;
+    bool ruled; /* the precedence rule covers it (options.def: KP_RULED) */
 };
 
 static const struct kp_sockopt kp_sockopts[KP_OPTION_COUNT] = {
-#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, help) \
-    [KP_##id] = {#optname, optname, where},
+#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, rule, \
+                  live, bpf_at, bpf_since, help)                                              \
+    [KP_##id] = {#optname, optname, where, rule},
 #include "options.def"
 #undef KP_OPTION
 };
@@ -45,7 +47,7 @@ int kp_ruled_option(int level, int optname)
     if (level != IPPROTO_TCP)
         return -1;
     for (int i = 0; i < KP_OPTION_COUNT; i++)
-        if (KP_RULED(i) && kp_sockopts[i].optname == optname)
+        if (kp_sockopts[i].ruled && kp_sockopts[i].optname == optname)
             return i;
     return -1;
 }
@@ -68,7 +70,7 @@ static void kp_log_kept(int fd, const char *done)
     for (int i = 0; i < KP_OPTION_COUNT; i++) {
         int value = 0;
         socklen_t len = sizeof value;
-        if (KP_RULED(i) &&
+        if (kp_sockopts[i].ruled &&
             getsockopt(fd, IPPROTO_TCP, kp_sockopts[i].optname, &value, &len) == 0)
             kp_note(kept, sizeof kept, &used, kp_sockopts[i].name, value);
     }
@@ -105,7 +107,7 @@ void kp_apply(int fd, bool fresh)
     for (int i = 0; i < KP_OPTION_COUNT; i++) {
         const struct kp_sockopt *o = &kp_sockopts[i];
         int value = config->value[i];
-        if (value == 0 || !(o->where & kp_variant.where) || (kept && KP_RULED(i)))
+        if (value == 0 || !(o->where & kp_variant.where) || (kept && kp_sockopts[i].ruled))
             continue;
         if (kp_setsockopt(fd, IPPROTO_TCP, o->optname, &value, sizeof value) == 0) {
             kp_note(done, sizeof done, &used, o->name, value);

@@ -22,7 +22,8 @@ struct kp_spec {
 };
 
 static const struct kp_spec kp_specs[KP_OPTION_COUNT] = {
-#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, help) \
+#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, rule, \
+                  live, bpf_at, bpf_since, help)                                              \
     [KP_##id] = {variable, alias, min, max, special, dflt},
 #include "options.def"
 #undef KP_OPTION

@@ -19,17 +19,19 @@ enum kp_variant_index {
 #define KP_DERIVE (-1)
 
 enum kp_option {
-#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, help) \
+#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, rule, \
+                  live, bpf_at, bpf_since, help)                                              \
     KP_##id,
 #include "options.def"
 #undef KP_OPTION
     KP_OPTION_COUNT
 };
 
-/* The keepalive options the precedence rule is about: the program's own
- * choice of these wins (KEEPALIVE=on) or ours does (KEEPALIVE=force). */
-#define KP_RULED(option) ((option) == KP_KEEPIDLE || (option) == KP_KEEPINTVL || \
-                          (option) == KP_KEEPCNT || (option) == KP_USER_TIMEOUT)
+/* options.def's rule column: whether the precedence rule covers an option
+ * (the program's own choice wins with KEEPALIVE=on, ours with KEEPALIVE=force).
+ * The live and bpf_* columns are for the command line; C leaves them alone. */
+#define KP_RULED true
+#define KP_UNRULED false
 
 /* The configuration, read once from the configuration file and the
  * environment. A value of 0 means "leave the system default";
@@ -132,7 +134,7 @@ typedef int (*kp_setsockopt_fn)(int, int, int, const void *, socklen_t);
 int kp_setsockopt(int fd, int level, int optname, const void *value, socklen_t len);
 
 /* The option of options.def that (level, optname) sets and that the
- * precedence rule covers (KP_RULED), KP_OPTION_COUNT for SO_KEEPALIVE, or
+ * precedence rule covers (options.def: KP_RULED), KP_OPTION_COUNT for SO_KEEPALIVE, or
  * -1 for any other option. */
 int kp_ruled_option(int level, int optname);
 

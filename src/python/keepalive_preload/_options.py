@@ -40,8 +40,8 @@ def variant_name(name: str) -> str:
 class Option:
     """One environment variable the libraries read (a row of options.def)."""
 
-    __slots__ = ("alias", "default", "flag", "help", "maximum", "metavar", "minimum", "name",
-                 "special", "unit", "variable", "variants")
+    __slots__ = ("alias", "bpf_at", "bpf_since", "default", "flag", "help", "live", "maximum",
+                 "metavar", "minimum", "name", "ruled", "special", "unit", "variable", "variants")
 
     def __init__(
         self,
@@ -54,6 +54,10 @@ class Option:
         default: int,
         unit: str,
         variants: tuple[str, ...] | None,
+        ruled: bool,
+        live: tuple[str, ...],
+        bpf_at: str | None,
+        bpf_since: str | None,
         help: str,
     ) -> None:
         self.name = name
@@ -68,6 +72,17 @@ class Option:
         self.unit = unit
         self.metavar = _METAVARS[unit]
         self.variants = VARIANTS if variants is None else variants
+        #: The precedence rule covers it: the program's own value wins (KEEPALIVE=on).
+        self.ruled = ruled
+        #: Socket states ``apply`` may set it on: "listen", "connecting" (SYN-SENT),
+        #: "connected" (ESTABLISHED, SYN-RECV).
+        self.live = live
+        #: The sock_ops callback where the cgroup program sets it ("established",
+        #: "connect": outbound only), or None: bpf_setsockopt refuses it.
+        self.bpf_at = bpf_at
+        #: The first kernel whose bpf_setsockopt accepts it, as (major, minor), or None.
+        self.bpf_since = (None if bpf_since is None else
+                          (int(bpf_since.split(".")[0]), int(bpf_since.split(".")[1])))
         self.help = help
 
     def allowed(self) -> str:
