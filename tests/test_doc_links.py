@@ -13,7 +13,8 @@ from support import ROOT
 
 # The Markdown files a reader follows links through (README.md is also the
 # PyPI page; build outputs and vendored trees are not documentation).
-DOC_GLOBS = ("*.md", "docs/**/*.md", "bench/**/*.md", "packaging/**/*.md", "tests/**/*.md")
+DOC_GLOBS = ("*.md", "docs/**/*.md", "bench/**/*.md", "packaging/**/*.md", "tests/**/*.md",
+             "deploy/**/*.md")
 
 INLINE = re.compile(r"(?<!!)\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
