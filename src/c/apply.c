@@ -63,7 +63,7 @@ static void kp_note(struct kp_text *t, const char *name, int value)
  * when it is neither a fresh socket's nor ours (ours: set by an earlier
  * call of ours, e.g. a repeated connect). Returns false when fd is surely
  * not TCP (the first TCP-level read says so). */
-static bool kp_look(int fd, const struct kp_config *config, bool *tested, int *now, bool *theirs)
+static void kp_look(int fd, const struct kp_config *config, int *now, bool *theirs)
 {
     int fresh[KP_OPTION_COUNT];
     kp_fresh_values(fresh);
@@ -71,19 +71,15 @@ static bool kp_look(int fd, const struct kp_config *config, bool *tested, int *n
         if (!kp_options[i].ruled || !(kp_wanted(config, i) || (config->derive && kp_timer(i))))
             continue;
         socklen_t len = sizeof now[i];
-        if (getsockopt(fd, IPPROTO_TCP, kp_options[i].optname, &now[i], &len) != 0) {
-            if (!*tested && errno == ENOPROTOOPT)
-                return false;
-            continue; /* refused (MPTCP on an older kernel): counts as not set */
-        }
-        *tested = true;
+        if (getsockopt(fd, IPPROTO_TCP, kp_options[i].optname, &now[i], &len) != 0)
+            continue; /* refused (MPTCP): counts as not set */
         theirs[i] = now[i] != fresh[i] && now[i] != config->value[i];
     }
-    return true;
 }
 
-/* The options that matter only before connect(2): TCP_SYNCNT, TCP_MAXSEG. */
-static bool kp_apply_early(int fd, const struct kp_config *config)
+/* The options that matter only before connect(2): TCP_SYNCNT, TCP_MAXSEG.
+ * The first one refused as "not TCP" ends it. */
+static void kp_apply_early(int fd, const struct kp_config *config)
 {
     struct kp_text done = {.used = 0};
     done.buf[0] = '\0';
@@ -93,42 +89,35 @@ static bool kp_apply_early(int fd, const struct kp_config *config)
             continue;
         if (kp_setsockopt(fd, IPPROTO_TCP, kp_options[i].optname, &value, sizeof value) == 0)
             kp_note(&done, kp_options[i].variable, value);
-        else if (errno == ENOPROTOOPT || errno == EBADF || errno == ENOTSOCK)
-            return false;
-        else if (errno != EOPNOTSUPP && config->debug)
+        else if (errno == ENOPROTOOPT || errno == EOPNOTSUPP || errno == EBADF ||
+                 errno == ENOTSOCK)
+            break; /* not TCP, or MPTCP refusing it: quietly */
+        else if (config->debug)
             kp_log("fd %d: setsockopt %s=%d: %m", fd, kp_options[i].variable, value);
     }
     if (config->debug && done.used > 0)
         kp_log("fd %d: before connect: ours:%s", fd, done.buf);
-    return true;
 }
 
-bool kp_apply(int fd, enum kp_when when)
+void kp_apply(int fd, enum kp_when when)
 {
     struct kp_config scratch;
     const struct kp_config *config = kp_config(&scratch);
     if (!config->enabled)
-        return true;
+        return;
     int saved_errno = errno;
     if (when == KP_EARLY) {
-        bool maybe = kp_apply_early(fd, config);
+        kp_apply_early(fd, config);
         errno = saved_errno;
-        return maybe;
+        return;
     }
-    bool tested = when == KP_FRESH;
-    if (when == KP_LISTENING) {
-        if (!kp_is_tcp(fd))
-            return false;
-        tested = true;
-    }
+    if (when != KP_FRESH && !kp_is_tcp(fd))
+        return;
 
     int now[KP_OPTION_COUNT] = {0};
     bool theirs[KP_OPTION_COUNT] = {false};
-    if (!config->force && when != KP_FRESH && kp_program_set_options() &&
-        !kp_look(fd, config, &tested, now, theirs)) {
-        errno = saved_errno;
-        return false;
-    }
+    if (!config->force && when != KP_FRESH && kp_program_set_options())
+        kp_look(fd, config, now, theirs);
     /* The timers the socket ends up with: the program's where it set them. */
     int timer[KP_OPTION_COUNT] = {0};
     for (int i = 0; i < KP_OPTION_COUNT; i++)
@@ -150,20 +139,11 @@ bool kp_apply(int fd, enum kp_when when)
         int value = i == KP_USER_TIMEOUT && config->derive ? derived : config->value[i];
         if (value == 0)
             continue;
-        if (kp_setsockopt(fd, IPPROTO_TCP, o->optname, &value, sizeof value) == 0) {
+        if (kp_setsockopt(fd, IPPROTO_TCP, o->optname, &value, sizeof value) == 0)
             kp_note(&ours, o->variable, value);
-            tested = true;
-        } else if (!tested && errno == ENOPROTOOPT) {
-            errno = saved_errno; /* not TCP: UDP, SCTP, raw */
-            return false;
-        } else if (errno != EOPNOTSUPP && config->debug) {
-            /* EOPNOTSUPP: MPTCP refusing an option, skipped quietly */
+        else if (errno != ENOPROTOOPT && errno != EOPNOTSUPP && config->debug)
+            /* ENOPROTOOPT, EOPNOTSUPP: MPTCP refusing an option, skipped quietly */
             kp_log("fd %d: setsockopt %s=%d: %m", fd, o->variable, value);
-        }
-    }
-    if (!tested && !kp_is_tcp(fd)) {
-        errno = saved_errno;
-        return false;
     }
     int on = 1;
     if (kp_setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0)
@@ -174,5 +154,4 @@ bool kp_apply(int fd, enum kp_when when)
         kp_log("fd %d: ours:%s%s%s", fd, ours.used > 0 ? ours.buf : " none",
                program.used > 0 ? "; the program's:" : "", program.buf);
     errno = saved_errno;
-    return true;
 }

@@ -25,7 +25,7 @@ static bool kp_inet(const struct sockaddr *addr, socklen_t len)
 /*
  * The options are set once the kernel accepted the connect (0, or
  * EINPROGRESS for a non-blocking one), on IPv4/IPv6 sockets only: an
- * AF_UNIX connect costs nothing, a UDP one one failed setsockopt. Options
+ * AF_UNIX connect costs nothing, a UDP one one getsockopt. Options
  * that only matter before the connection exists (TCP_SYNCNT, TCP_MAXSEG),
  * when configured, are set before the call. A repeated connect on the same
  * socket (EALREADY, EISCONN: a program polling a non-blocking connect)
@@ -41,10 +41,9 @@ __attribute__((visibility("default"))) int connect(int fd, const struct sockaddr
     const struct kp_config *config = kp_config(&scratch);
     if (!config->enabled)
         return real(fd, addr, len);
-    bool maybe_tcp = !kp_has_early(config) || kp_apply(fd, KP_EARLY);
+    if (kp_has_early(config))
+        kp_apply(fd, KP_EARLY);
     int ret = real(fd, addr, len);
-    if (!maybe_tcp)
-        return ret;
     int err = errno;
     if ((ret == 0 || err == EINPROGRESS) && kp_inet(addr, len))
         kp_apply(fd, KP_CONNECTED);

@@ -207,20 +207,21 @@ void kp_fresh_values(int *out); /* out[KP_OPTION_COUNT] */
 
 /*
  * Apply the configuration to `fd` (apply.c), at the interposed call:
- *   KP_FRESH     just made by socket(2) with TCP arguments: nothing chosen yet;
- *   KP_LISTENING before listen(2): one getsockopt(SO_PROTOCOL) says TCP;
- *   KP_CONNECTED after connect(2) accepted an AF_INET/AF_INET6 address: the
- *                first TCP-level call is the TCP test (ENOPROTOOPT: not TCP);
+ *   KP_FRESH     just made by socket(2) with TCP (or MPTCP) arguments;
+ *   KP_LISTENING before listen(2), KP_CONNECTED after connect(2) accepted an
+ *                AF_INET/AF_INET6 address: one getsockopt(SO_PROTOCOL) says
+ *                whether it is TCP or MPTCP; nothing more is done otherwise;
  *   KP_EARLY     before connect(2): only the options that matter before the
  *                connection exists (options.def live column without
- *                CONNECTED); returns false when fd is surely not TCP.
+ *                CONNECTED: TCP_SYNCNT, TCP_MAXSEG), when configured.
  * KEEPALIVE=on: each ruled option the program already set (a value other
- * than a fresh socket's, read only if the program ever set one) is kept;
- * the others get ours; a derived TCP_USER_TIMEOUT is computed from the
- * timers the socket ends up with. errno is preserved.
+ * than a fresh socket's and ours; read only if the program ever set one
+ * itself) is kept; the others get ours; a derived TCP_USER_TIMEOUT is
+ * computed from the timers the socket ends up with. An option the kernel
+ * refuses on MPTCP is skipped quietly. errno is preserved.
  */
 enum kp_when { KP_FRESH, KP_LISTENING, KP_CONNECTED, KP_EARLY };
-bool kp_apply(int fd, enum kp_when when);
+void kp_apply(int fd, enum kp_when when);
 
 /* Whether the configuration sets an option that matters only before
  * connect(2) in this variant (TCP_SYNCNT, TCP_MAXSEG when configured). */
