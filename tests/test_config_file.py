@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from keepalive_preload._options import OPTIONS
-
 from support import (
     clean_env,
     library,
