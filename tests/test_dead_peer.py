@@ -114,7 +114,8 @@ def test_own_keepalive_clients_no_later_than_without(hosts: Hosts) -> None:
         assert read_event(server, 10) == {"event": "listening"}
         clients[variant] = own_end(hosts, "a", "connect", PORT + k, variant)
         connected = read_event(clients[variant], 10)
-        assert connected is not None and connected["event"] == "connected"
+        assert connected is not None
+        assert connected["event"] == "connected"
         assert connected["TCP_KEEPIDLE"] == 2
     hosts.link("b", up=False)
     elapsed = {variant: closed_after(proc, OWN_BOUND + SLACK + 5)
