@@ -295,21 +295,20 @@ def postgres() -> Iterator[int]:
     directory = tempfile.mkdtemp(prefix="kp-pg-", dir="/var/tmp")
     data = os.path.join(directory, "data")
     port = free_port()
-    run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+    def as_postgres(*argv: str, check: bool = True) -> None:
+        subprocess.run(list(argv), check=check, capture_output=True, timeout=120,
+                       env=clean_env(), user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+
     try:
         os.chown(directory, user.pw_uid, user.pw_gid)
-        subprocess.run([initdb, "-D", data, "-A", "trust", "-U", "postgres"], check=True,
-                       capture_output=True, timeout=120, env=clean_env(), **run_as)
-        subprocess.run([pg_ctl, "-D", data, "-w", "-t", "60", "-l",
-                        os.path.join(directory, "log"), "-o",
-                        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1", "start"],
-                       check=True, capture_output=True, timeout=120, env=clean_env(),
-                       **run_as)
+        as_postgres(initdb, "-D", data, "-A", "trust", "-U", "postgres")
+        as_postgres(pg_ctl, "-D", data, "-w", "-t", "60", "-l", os.path.join(directory, "log"),
+                    "-o", f"-p {port} -k {directory} -c listen_addresses=127.0.0.1", "start")
         try:
             yield port
         finally:
-            subprocess.run([pg_ctl, "-D", data, "-m", "immediate", "stop"],
-                           capture_output=True, timeout=120, env=clean_env(), **run_as)
+            as_postgres(pg_ctl, "-D", data, "-m", "immediate", "stop", check=False)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
