@@ -1,6 +1,6 @@
 """--preset and the presets subcommand: the values are safe for each middlebox,
 explicit options win, every command with the preload options takes it, and
-the README's table says what the package's table says."""
+docs/presets.md's table says what the package's table says."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from keepalive_preload import _cli
 from keepalive_preload._options import BY_NAME
-from keepalive_preload._presets import PRESETS, Preset
+from keepalive_preload.cli import args as args_module
+from keepalive_preload.presets import PRESETS, Preset
 from support import HELPERS, ROOT, SCRIPT, TIMEOUT, clean_env, cli, ending, one_line_error, reports
 
 #: The middleboxes the issue names and their documented idle timeouts, seconds.
@@ -77,12 +77,12 @@ def test_every_preload_parser_takes_preset() -> None:
     # apply and cgroup attach build on _add_preload_options: the preset's values
     # are in the namespace like options given, explicit ones win in either order.
     parser = argparse.ArgumentParser()
-    _cli._add_preload_options(parser)
+    args_module.add_preload_options(parser)
     for argv in (["--preset", "gcp-nat", "--interval", "45"],
                  ["--interval", "45", "--preset", "gcp-nat"]):
         args = parser.parse_args(argv)
         assert (args.idle, args.interval, args.count, args.user_timeout) == (800, 45, 5, None)
-        assert _cli.chosen_values(args)["interval"] == 45
+        assert args_module.chosen_values(args)["interval"] == 45
     assert parser.parse_args([]).idle is None
 
 
@@ -105,8 +105,8 @@ def test_presets_subcommand_lists_every_preset() -> None:
                              f"{p.idle + p.interval * p.count}s"] for p in PRESETS}
 
 
-def test_readme_table_matches_the_package() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_docs_table_matches_the_package() -> None:
+    readme = (ROOT / "docs" / "presets.md").read_text()
     rows = re.findall(r"^\| `([a-z-]+)` \| (\d+) s \| (\d+) \| (\d+) \| (\d+) \| (\d+) s \|"
                       r" (.+) \|$", readme, re.MULTILINE)
     assert {r[0]: tuple(int(v) for v in r[1:6]) for r in rows} == {
