@@ -130,7 +130,7 @@ def import_ms(rounds: int) -> float:
 
 
 def _cgroup_skip_reason() -> str | None:
-    from keepalive_preload._cgroup import MINIMUM_KERNEL, cgroup2_mounts
+    from keepalive_preload.cgroup.attach import MINIMUM_KERNEL, cgroup2_mounts
 
     if os.geteuid() != 0:
         return "needs root"
@@ -153,7 +153,7 @@ def cgroup_section(bench: str, rounds: int) -> None:
     if reason is not None:
         print(f"skipped: {reason}")
         return
-    from keepalive_preload import _cgroup
+    from keepalive_preload.cgroup import attach as _cgroup
 
     mount = _cgroup.cgroup2_mounts()[0]
     groups = {name: os.path.join(mount, f"kp-bench-{os.getpid()}-{name}")

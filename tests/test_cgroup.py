@@ -77,7 +77,7 @@ def in_cgroup(directory: str, argv: list[str]) -> list[str]:
 # --- fixtures ------------------------------------------------------------------------------
 
 def _cgroup2_mounts() -> list[str]:
-    from keepalive_preload._cgroup import cgroup2_mounts
+    from keepalive_preload.cgroup.attach import cgroup2_mounts
 
     return cgroup2_mounts()
 
@@ -131,7 +131,7 @@ class Cgroup:
         return reports(result.stdout)
 
     def close(self) -> None:
-        from keepalive_preload import _bpf
+        from keepalive_preload.cgroup import bpf as _bpf
 
         for proc in self.procs:
             if proc.poll() is None:
@@ -460,7 +460,7 @@ def test_attach_twice_replaces(cgroup: Cgroup, static_probe: str, port: int) -> 
 
 
 def _attached_ids(group: Cgroup) -> list[int]:
-    from keepalive_preload import _bpf
+    from keepalive_preload.cgroup import bpf as _bpf
 
     fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -474,7 +474,7 @@ def _attached_ids(group: Cgroup) -> list[int]:
 
 
 def _detach_by_id(group: Cgroup, prog_id: int) -> None:
-    from keepalive_preload import _bpf
+    from keepalive_preload.cgroup import bpf as _bpf
 
     cgroup_fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -489,7 +489,7 @@ def _detach_by_id(group: Cgroup, prog_id: int) -> None:
 
 def _foreign_program(group: Cgroup) -> int:
     """Attach a program that is not ours (another name, does nothing); its id."""
-    from keepalive_preload import _bpf
+    from keepalive_preload.cgroup import bpf as _bpf
 
     prog_fd = _bpf.load(_bpf.assemble([_bpf.mov_imm(_bpf.R0, 1), _bpf.exit_()]),
                         name="kp_test_other")
@@ -552,7 +552,7 @@ def test_debug_prints_the_program(cgroup: Cgroup) -> None:
 
 
 def test_verifier_log_in_the_error() -> None:
-    from keepalive_preload import _bpf
+    from keepalive_preload.cgroup import bpf as _bpf
 
     if os.geteuid() != 0:
         unavailable("loading BPF programs needs root")
@@ -639,7 +639,7 @@ def test_old_kernel(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
                     release: str, args: list[str], status: int, words: str) -> None:
     """Checked before any bpf(2) call: a kernel that is too old is named (the
     release faked, in-process)."""
-    from keepalive_preload import _cli
+    from keepalive_preload import cli as _cli
 
     monkeypatch.setattr(os, "uname", lambda: _Uname(release))
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from keepalive_preload import _cli
+from keepalive_preload import cli as _cli
 from keepalive_preload._options import OPTIONS
 from support import TIMEOUT, need_tool
 
@@ -40,7 +40,7 @@ def test_man_warnings(section: int) -> None:
 
 
 def subcommands() -> list[str]:
-    parser = _cli._parser()
+    parser = _cli.parser()
     (action,) = [a for a in parser._actions if a.dest == "subcommand"]
     assert action.choices is not None
     return list(action.choices)

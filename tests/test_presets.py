@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from keepalive_preload import _cli
 from keepalive_preload._options import BY_NAME
-from keepalive_preload._presets import PRESETS, Preset
+from keepalive_preload.cli import args as args_module
+from keepalive_preload.presets import PRESETS, Preset
 from support import HELPERS, ROOT, SCRIPT, TIMEOUT, clean_env, cli, ending, one_line_error, reports
 
 #: The middleboxes the issue names and their documented idle timeouts, seconds.
@@ -77,12 +77,12 @@ def test_every_preload_parser_takes_preset() -> None:
     # apply and cgroup attach build on _add_preload_options: the preset's values
     # are in the namespace like options given, explicit ones win in either order.
     parser = argparse.ArgumentParser()
-    _cli._add_preload_options(parser)
+    args_module.add_preload_options(parser)
     for argv in (["--preset", "gcp-nat", "--interval", "45"],
                  ["--interval", "45", "--preset", "gcp-nat"]):
         args = parser.parse_args(argv)
         assert (args.idle, args.interval, args.count, args.user_timeout) == (800, 45, 5, None)
-        assert _cli.chosen_values(args)["interval"] == 45
+        assert args_module.chosen_values(args)["interval"] == 45
     assert parser.parse_args([]).idle is None
 
 

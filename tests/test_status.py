@@ -367,7 +367,8 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
 def test_old_kernel_shows_timers_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     """pidfd_getfd missing (Linux < 5.6: ENOSYS): the timers, and why the
     values are not shown. In-process, with the syscall made to fail."""
-    from keepalive_preload import _pidfd, _status
+    from keepalive_preload.live import pidfd as _pidfd
+    from keepalive_preload.live import status as _status
 
     def enosys(pidfd: int, pid: int, fd: int) -> int:
         raise _pidfd._explain(OSError(errno.ENOSYS, "ENOSYS"), pid, "duplicate the sockets")
@@ -387,7 +388,7 @@ def test_old_kernel_shows_timers_and_says_why(monkeypatch: pytest.MonkeyPatch) -
 
 def test_pidfd_open_through_ctypes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Python 3.8 has no os.pidfd_open: the syscall is made through ctypes."""
-    from keepalive_preload import _status
+    from keepalive_preload.live import status as _status
 
     monkeypatch.delattr(os, "pidfd_open", raising=False)
     env = preload_env("connect", **FAST)

@@ -19,7 +19,7 @@ import os
 import platform
 import struct
 
-from ._options import BY_NAME, OPTIONS
+from .._options import BY_NAME, OPTIONS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -16,14 +16,12 @@ socket on its local port, otherwise as outbound.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import socket
 import sys
 
-from ._options import effective
-from ._pidfd import SOL_TCP, TCP_OPTIONS, PidfdError, Remote, read_options
-from ._status import PROG, StatusError, inspect, report_each
+from .pidfd import SOL_TCP, TCP_OPTIONS, PidfdError, Remote, read_options
+from .status import PROG, StatusError, inspect
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -172,40 +170,3 @@ def format_apply(report: dict[str, Any]) -> str:
         lines.append("  no TCP sockets")
     lines.extend(_describe(e) for e in report["sockets"])
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """The ``apply`` subcommand; returns the exit status."""
-    from ._cli import check_variant_options, chosen_values
-
-    check_variant_options(args, parser)
-    values = effective(chosen_values(args))
-    failed, reports = report_each(
-        args.pids, lambda pid: apply(pid, args.variant, values, force=args.force,
-                                     dry_run=args.dry_run, debug=args.debug),
-        ApplyError, format_apply, args.json)
-    socket_failed = any(e["action"] == "failed" for r in reports for e in r["sockets"])
-    return 1 if failed or socket_failed else 0
-
-
-def add_parser(commands: Any) -> None:
-    """Add the ``apply`` subcommand to the subparsers ``commands``."""
-    from ._cli import _add_preload_options
-
-    parser = commands.add_parser(
-        "apply", help="set the options on the TCP sockets of running processes",
-        description="Set keepalive and the other options on the TCP sockets each PID "
-        "already holds (established connections, and listeners so that connections "
-        "accepted later inherit them), through pidfd_getfd (Linux 5.6+; needs the right "
-        "to ptrace the process), without stopping it. A socket on which keepalive is "
-        "already on keeps the program's settings unless --force. --client: outbound "
-        "connections (an established socket whose local port the process does not listen "
-        "on); --server: listeners and accepted connections; --all: both (the default).")
-    _add_preload_options(parser)
-    parser.add_argument("--force", action="store_true",
-                        help="our values also on sockets where the program turned keepalive on")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="report what would be set, change nothing")
-    parser.add_argument("--json", action="store_true", help="machine-readable output (a list)")
-    parser.add_argument("pids", type=int, nargs="+", metavar="PID")
-    parser.set_defaults(handler=lambda args: run(args, parser))

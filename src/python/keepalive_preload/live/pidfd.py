@@ -17,7 +17,7 @@ import os
 import platform
 import socket
 
-from ._options import OPTIONS
+from .._options import OPTIONS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
