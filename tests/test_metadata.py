@@ -9,4 +9,4 @@ from importlib import metadata
 def test_no_project_urls() -> None:
     meta = metadata.metadata("keepalive-preload")
     assert meta.get_all("Project-URL") is None
-    assert meta.get("Home-page") is None
+    assert meta.get_all("Home-page") is None

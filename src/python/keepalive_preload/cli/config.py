@@ -8,8 +8,8 @@ import argparse
 import json
 import sys
 
-from ..hostconfig import DEFAULT_PATH, HostConfig, HostConfigError, escape, read
 from .._options import BY_NAME
+from ..hostconfig import DEFAULT_PATH, HostConfig, HostConfigError, escape, read
 from .args import COMMANDS, FAILURE, OK, PROG
 
 
