@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .._options import BY_NAME
@@ -30,7 +31,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help=f"the file to check (default: {DEFAULT_PATH})")
 
 
-def _text(config: HostConfig, shown: str) -> str:
+def _text(config: HostConfig, shown: str, absent: bool) -> str:
+    if absent:  # the default file, absent: silence for the libraries
+        return f"{shown}: absent; the built-in defaults apply\n"
     lines = [f"{shown}:{p.line}: {p.text}" if p.line is not None else f"{shown}: {p.text}"
              for p in config.problems]
     count = len(config.problems)
@@ -61,6 +64,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "values": config.values if config.reported else None,
         }) + "\n")
     else:
-        sys.stdout.write(_text(config, shown))
+        absent = args.file is None and not os.path.lexists(DEFAULT_PATH)
+        sys.stdout.write(_text(config, shown, absent))
     return FAILURE if config.problems else OK
 
