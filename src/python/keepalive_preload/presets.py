@@ -56,7 +56,8 @@ PRESETS = (
            "AWS, Amazon VPC User Guide, \"Troubleshoot NAT gateways\" (connection "
            "timeout): https://docs.aws.amazon.com/vpc/latest/userguide/"
            "nat-gateway-troubleshooting.html"),
-    Preset("aws-conntrack", "AWS EC2 connection tracking (Nitro v6 default for established TCP)", 350, 240, 20, 5,
+    Preset("aws-conntrack", "AWS EC2 connection tracking (Nitro v6 default for established TCP)",
+           350, 240, 20, 5,
            "AWS, Amazon EC2 User Guide, \"Connection tracking timeouts\" "
            "(tcpEstablishedTimeout): https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/"
            "security-group-connection-tracking.html"),
@@ -69,7 +70,8 @@ PRESETS = (
     Preset("gcp-nat", "Google Cloud NAT (TCP established idle timeout)", 1200, 800, 60, 5,
            "Google Cloud, Cloud NAT, \"Tune NAT configuration\" (tcpEstablishedIdleTimeoutSec, "
            "default 1200 s): https://cloud.google.com/nat/docs/tune-nat-configuration"),
-    Preset("gcp-firewall", "Google Cloud VPC firewall connection tracking (10 min)", 600, 400, 30, 5,
+    Preset("gcp-firewall", "Google Cloud VPC firewall connection tracking (10 min)",
+           600, 400, 30, 5,
            "Google Cloud, Cloud NGFW, \"VPC firewall rules\" (Specifications: connection "
            "tracking, idle established TCP connections tracked for 10 minutes): "
            "https://cloud.google.com/firewall/docs/firewalls"),
