@@ -166,7 +166,8 @@ def stage_common(stage: Path, version: str, epoch: int) -> None:
         copy(ROOT / "packaging" / "copyright", stage / doc / "copyright")
     gzip_n(debian_news(version, epoch), stage / "doc-libs" / "NEWS.Debian.gz")
     copy(ROOT / "README.md", stage / "doc-command" / "README.md")
-    copy(ROOT / "packaging" / "keepalive-preload.conf", stage / "examples" / "keepalive-preload.conf")
+    example = "keepalive-preload.conf"
+    copy(ROOT / "packaging" / example, stage / "examples" / example)
     for script in sorted((ROOT / "packaging" / "scripts").iterdir()):
         copy(script, stage / "scripts" / script.name, 0o755)
     for name in ("libkeepalive-preload", "keepalive-preload"):
