@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from keepalive_preload.cgroup.asm import assemble, exit_
+from keepalive_preload.cgroup.attach import cgroup2_mounts, detach_id, explain, foreign_program
+from keepalive_preload.cgroup.loader import BPF_F_ALLOW_MULTI, BPFError, load, query
 
 from netns import BOUND, SLACK, Hosts, read_event
 from support import (
@@ -44,6 +47,8 @@ from support import (
     serve_one,
     unavailable,
 )
+
+pytestmark = pytest.mark.kernel
 
 CLI = ENTRY_POINTS["script"]
 #: What `attach --idle 7 --interval 3 --count 4` sets: the user timeout is derived.
@@ -74,13 +79,16 @@ def in_cgroup(directory: str, argv: list[str]) -> list[str]:
     return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', directory, *argv]
 
 
+def attached_ids(directory: str) -> list[int]:
+    """The sock_ops programs attached to the cgroup itself, anyone's."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return list(query(fd).prog_ids)
+    finally:
+        os.close(fd)
+
+
 # --- fixtures ------------------------------------------------------------------------------
-
-def _cgroup2_mounts() -> list[str]:
-    from keepalive_preload.cgroup.attach import cgroup2_mounts
-
-    return cgroup2_mounts()
-
 
 @pytest.fixture(scope="session")
 def cgroup2() -> Iterator[str]:
@@ -91,7 +99,7 @@ def cgroup2() -> Iterator[str]:
     release = re.match(r"(\d+)\.(\d+)", os.uname().release)
     if release and (int(release.group(1)), int(release.group(2))) < (5, 9):
         unavailable(f"the cgroup mode needs Linux >= 5.9, not {os.uname().release}")
-    mounts = _cgroup2_mounts()
+    mounts = cgroup2_mounts()
     if mounts:
         yield mounts[0]
         return
@@ -131,20 +139,12 @@ class Cgroup:
         return reports(result.stdout)
 
     def close(self) -> None:
-        from keepalive_preload.cgroup import bpf as _bpf
-
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate(timeout=TIMEOUT)
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for prog, prog_fd in _bpf.attached(fd):
-                with contextlib.closing(_Fd(prog_fd)):
-                    if prog.ours:
-                        _bpf.detach(fd, prog_fd)
-        finally:
-            os.close(fd)
+        for prog_id in attached_ids(self.path):  # ours and any a test attached
+            detach_id(self.path, prog_id)
         for _ in range(50):  # bounded: about 5 s
             with open(os.path.join(self.path, "cgroup.procs")) as procs:
                 left = [line.strip() for line in procs if line.strip()]
@@ -158,14 +158,6 @@ class Cgroup:
             except OSError:
                 time.sleep(0.1)
         os.rmdir(self.path)
-
-
-class _Fd:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 @pytest.fixture
@@ -306,6 +298,7 @@ def test_child_cgroups_inherit(cgroup: Cgroup, static_probe: str, port: int) -> 
         assert subset(report, SEVEN) == SEVEN
         (entry,) = json.loads(ok("cgroup", "show", "--json", child))
         assert (entry["cgroup"], entry["inherited_by"]) == (cgroup.path, child)
+        assert entry["decides"] == ["outbound", "accepted"]
         assert f"{cgroup.path} (inherited by {child})" in ok("cgroup", "show", child)
     finally:
         os.rmdir(child)
@@ -435,13 +428,15 @@ def test_show_reports_the_values(cgroup: Cgroup) -> None:
     assert entry["values"] == {"scope": "client", "force": False, "idle": 7, "interval": 3,
                                "count": 4, "user_timeout": 19000, "syn_count": 2, "maxseg": 0,
                                "window_clamp": 0}
+    assert entry.pop("decides") == ["outbound"]
     everywhere = json.loads(ok("cgroup", "show", "--json"))
     assert entry in everywhere
     text = ok("cgroup", "show", cgroup.path)
     assert "idle 7 s, interval 3 s, count 4, user timeout 19000 ms" in text
     # relative to the mount, as the command line accepts it
     relative = os.path.relpath(cgroup.path, cgroup.mount)
-    assert json.loads(ok("cgroup", "show", "--json", relative)) == [entry]
+    assert json.loads(ok("cgroup", "show", "--json", relative)) == [{**entry,
+                                                                     "decides": ["outbound"]}]
 
 
 def test_attach_twice_replaces(cgroup: Cgroup, static_probe: str, port: int) -> None:
@@ -454,52 +449,14 @@ def test_attach_twice_replaces(cgroup: Cgroup, static_probe: str, port: int) -> 
         (report,) = cgroup.run([static_probe, "connect4", str(port)])
         assert report["TCP_KEEPIDLE"] == 9
         ok("cgroup", "detach", cgroup.path)
-        assert other in _attached_ids(cgroup)  # someone else's program stays
+        assert other in attached_ids(cgroup.path)  # someone else's program stays
     finally:
-        _detach_by_id(cgroup, other)
-
-
-def _attached_ids(group: Cgroup) -> list[int]:
-    from keepalive_preload.cgroup import bpf as _bpf
-
-    fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        ids = []
-        for prog, prog_fd in _bpf.attached(fd):
-            os.close(prog_fd)
-            ids.append(prog.id)
-        return ids
-    finally:
-        os.close(fd)
-
-
-def _detach_by_id(group: Cgroup, prog_id: int) -> None:
-    from keepalive_preload.cgroup import bpf as _bpf
-
-    cgroup_fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        prog_fd = _bpf.prog_fd_by_id(prog_id)
-        try:
-            _bpf.detach(cgroup_fd, prog_fd)
-        finally:
-            os.close(prog_fd)
-    finally:
-        os.close(cgroup_fd)
+        detach_id(cgroup.path, other)
 
 
 def _foreign_program(group: Cgroup) -> int:
-    """Attach a program that is not ours (another name, does nothing); its id."""
-    from keepalive_preload.cgroup import bpf as _bpf
-
-    prog_fd = _bpf.load(_bpf.assemble([_bpf.mov_imm(_bpf.R0, 1), _bpf.exit_()]),
-                        name="kp_test_other")
-    cgroup_fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        _bpf.attach(cgroup_fd, prog_fd)
-        return _bpf.prog_id(prog_fd)
-    finally:
-        os.close(cgroup_fd)
-        os.close(prog_fd)
+    """Attach a program that is not ours (another name, does nothing), next to others."""
+    return foreign_program(group.path, "kp_test_other", BPF_F_ALLOW_MULTI)
 
 
 def test_detach_restores(cgroup: Cgroup, static_probe: str, port: int) -> None:
@@ -552,13 +509,16 @@ def test_debug_prints_the_program(cgroup: Cgroup) -> None:
 
 
 def test_verifier_log_in_the_error() -> None:
-    from keepalive_preload.cgroup import bpf as _bpf
-
     if os.geteuid() != 0:
         unavailable("loading BPF programs needs root")
-    with pytest.raises(_bpf.BPFError) as refused:
-        _bpf.load(_bpf.assemble([_bpf.exit_()]), name="kp_test_bad")  # r0 never set
+    with pytest.raises(BPFError) as refused:
+        load(assemble([exit_()]), "kp_test_bad")  # r0 never set
+    assert refused.value.operation == "loading the program"
     assert "R0" in refused.value.log
+    error = explain(refused.value)
+    assert str(error).startswith("loading the program: Permission denied; the kernel's "
+                                 "verifier says: "), error  # the operation named once
+    assert "R0 !read_ok" in str(error) and "\n" not in str(error)
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -594,22 +554,6 @@ def test_not_a_cgroup2_directory(cgroup2: str, tmp_path: Path) -> None:
     one_line_error(cli("cgroup", "attach", str(tmp_path)), 1, "not a cgroup v2 directory")
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--defer-accept", "5"], ["--defer-accept", "TCP_DEFER_ACCEPT"]),
-    (["--server", "--syn-count", "3"],
-     ["--syn-count has no effect with --server; it applies to --client and --all"]),
-    (["--server", "--maxseg", "1000"], ["--maxseg", "outbound"]),
-    (["--idle", "0x10"], ["--idle"]),
-    (["--client", "--server"], ["not allowed"]),
-])
-def test_bad_arguments(args: list[str], words: list[str]) -> None:
-    one_line_error(cli("cgroup", "attach", *args, "/sys/fs/cgroup"), 2, *words)
-
-
-def test_missing_action() -> None:
-    assert cli("cgroup").returncode == 2
-
-
 def test_no_cgroup2_mount_said_clearly(tmp_path: Path) -> None:
     """With no cgroup2 in mountinfo (a private mount namespace whose cgroup2
     mounts are gone), the command says so."""
@@ -622,33 +566,6 @@ def test_no_cgroup2_mount_said_clearly(tmp_path: Path) -> None:
                              "sh", *CLI, "cgroup", "show"], capture_output=True, text=True,
                             timeout=TIMEOUT, env=clean_env())
     one_line_error(result, 1, "no cgroup v2 mount")
-
-
-class _Uname:
-    def __init__(self, release: str) -> None:
-        self.release = release
-
-
-@pytest.mark.parametrize(("release", "args", "status", "words"), [
-    ("5.4.0-150-generic", ["show"], 1, "Linux 5.9 or later is needed"),
-    ("5.8.18", ["attach", "/sys/fs/cgroup"], 1, "this kernel is 5.8.18"),
-    ("5.10.0-28-amd64", ["attach", "--window-clamp", "9000", "/sys/fs/cgroup"], 2,
-     "--window-clamp needs Linux 5.11"),
-])
-def test_old_kernel(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                    release: str, args: list[str], status: int, words: str) -> None:
-    """Checked before any bpf(2) call: a kernel that is too old is named (the
-    release faked, in-process)."""
-    from keepalive_preload import cli as _cli
-
-    monkeypatch.setattr(os, "uname", lambda: _Uname(release))
-    try:
-        code = _cli.main(["cgroup", *args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    assert code == status
-    (line,) = capsys.readouterr().err.splitlines()
-    assert words in line
 
 
 def test_run_points_to_cgroup_mode_for_static(static_probe: str) -> None:

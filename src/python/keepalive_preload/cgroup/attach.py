@@ -396,11 +396,17 @@ def ours_on(directory: str, vanish_ok: bool = False) -> list[Attached]:
 
 
 def covering(directory: str) -> list[Attached]:
-    """Ours on the cgroup and on its ancestors, nearest first, each with the
-    directions of the cgroup's connections it decides for (the nearest of ours
-    handling a direction decides: see program.py). Cached per cgroup for the
-    life of the process."""
-    found = [a for d in [directory, *ancestors(directory)] for a in ours_on(d)]
+    """Ours on the cgroup ``directory`` (under the cgroup2 mount) and on its
+    ancestors, nearest first: each an ``Attached`` with ``.cgroup``,
+    ``.prog_id``, ``.values`` (option name -> value; 0 leaves the system's
+    default), ``.scope`` ("client", "server", "all"), ``.force``, and
+    ``.decides``/``.effective``: the directions ("outbound", "accepted") of
+    the cgroup's connections for which it is the nearest of ours, whose values
+    they get (see program.py). Read once per cgroup and cached for the life of
+    the process (``clear_cache``). Raises CgroupError (reading programs needs
+    root: CAP_SYS_ADMIN)."""
+    with explained(directory):
+        found = [a for d in [directory, *ancestors(directory)] for a in ours_on(d)]
     out = []
     left = dict(DIRECTIONS)
     for entry in found:
