@@ -12,6 +12,7 @@ attached and no cgroup behind, also when it fails.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -27,10 +28,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from keepalive_preload.cgroup.asm import assemble, exit_
-from keepalive_preload.cgroup.attach import cgroup2_mounts, detach_id, explain, foreign_program
-from keepalive_preload.cgroup.loader import BPF_F_ALLOW_MULTI, BPFError, load, query
 
+from keepalive_preload.cgroup import covering
+from keepalive_preload.cgroup.asm import assemble, exit_
+from keepalive_preload.cgroup.attach import (
+    TEST_PAUSE,
+    cgroup2_mounts,
+    detach_id,
+    explain,
+    foreign_program,
+)
+from keepalive_preload.cgroup.loader import (
+    BPF_F_ALLOW_MULTI,
+    BPF_F_ALLOW_OVERRIDE,
+    MAX_PROGS,
+    BPFError,
+    load,
+    query,
+)
+from keepalive_preload.live import apply as live_apply
 from netns import BOUND, SLACK, Hosts, read_event
 from support import (
     ENTRY_POINTS,
@@ -40,6 +56,7 @@ from support import (
     cli,
     cli_for_nobody,
     compile_helper,
+    keepalive_timer,
     need_tool,
     one_line_error,
     reports,
@@ -518,7 +535,8 @@ def test_verifier_log_in_the_error() -> None:
     error = explain(refused.value)
     assert str(error).startswith("loading the program: Permission denied; the kernel's "
                                  "verifier says: "), error  # the operation named once
-    assert "R0 !read_ok" in str(error) and "\n" not in str(error)
+    assert "R0 !read_ok" in str(error)
+    assert "\n" not in str(error)
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -566,6 +584,216 @@ def test_no_cgroup2_mount_said_clearly(tmp_path: Path) -> None:
                              "sh", *CLI, "cgroup", "show"], capture_output=True, text=True,
                             timeout=TIMEOUT, env=clean_env())
     one_line_error(result, 1, "no cgroup v2 mount")
+
+
+# --- nested cgroups: the nearest of ours decides ----------------------------------------------
+
+@contextlib.contextmanager
+def child_of(group: Cgroup) -> Iterator[str]:
+    """A cgroup below ``group``; whatever is attached to it is detached, and it is
+    removed, also on failure."""
+    child = os.path.join(group.path, "child")
+    os.mkdir(child)
+    try:
+        yield child
+    finally:
+        for prog_id in attached_ids(child):
+            detach_id(child, prog_id)
+        os.rmdir(child)
+
+
+def run_in(directory: str, argv: list[str]) -> dict[str, Any]:
+    result = subprocess.run(in_cgroup(directory, argv), capture_output=True, text=True,
+                            timeout=TIMEOUT, env=clean_env(), check=True)
+    (report,) = reports(result.stdout)
+    return report
+
+
+@pytest.mark.parametrize("parent", [[], ["--force"]], ids=["parent", "parent-force"])
+def test_nested_nearest_wins(cgroup: Cgroup, static_probe: str, port: int,
+                             parent: list[str]) -> None:
+    """Ours on a parent and a child: a connection in the child gets the child's
+    values, whatever the parent's --force, on every kernel (the first of ours
+    marks the callback's context; the ones above leave it)."""
+    attach(cgroup, "--idle", "9", *parent)
+    with child_of(cgroup) as child:
+        ok("cgroup", "attach", *SEVEN_ARGS, child)
+        assert subset(run_in(child, [static_probe, "connect4", str(port)]), SEVEN) == SEVEN
+        accepted, _, _ = serve_one(in_cgroup(child, [static_probe]), clean_env())
+        assert subset(accepted, SEVEN) == SEVEN
+        assert run_in(cgroup.path, [static_probe, "connect4", str(port)])["TCP_KEEPIDLE"] == 9
+        text = ok("cgroup", "show", child).splitlines()
+        assert text[0].startswith(f"{child}: kp_keepalive")
+        assert text[0].endswith("outbound and accepted connections get these values")
+        assert text[1].startswith(f"{cgroup.path} (inherited by {child})")
+        assert text[1].endswith("not used for " + child + "'s connections: a nearer one of "
+                                "ours decides")
+        assert "nearest one handling its direction" in text[2]
+
+
+def test_nested_by_direction(cgroup: Cgroup, static_probe: str, port: int) -> None:
+    """A child's program for accepted connections only leaves outbound ones to
+    the parent's: each direction gets the nearest of ours that handles it."""
+    attach(cgroup, "--client", "--idle", "9")
+    with child_of(cgroup) as child:
+        ok("cgroup", "attach", "--server", *SEVEN_ARGS, child)
+        assert run_in(child, [static_probe, "connect4", str(port)])["TCP_KEEPIDLE"] == 9
+        accepted, _, _ = serve_one(in_cgroup(child, [static_probe]), clean_env())
+        assert subset(accepted, SEVEN) == SEVEN
+        entries = json.loads(ok("cgroup", "show", "--json", child))
+        assert [(e["cgroup"], e["decides"]) for e in entries] == \
+            [(child, ["accepted"]), (cgroup.path, ["outbound"])]
+        found = covering(child)
+        assert [(a.cgroup, a.decides, a.scope, a.values["idle"]) for a in found] == \
+            [(child, ("accepted",), "server", 7), (cgroup.path, ("outbound",), "client", 9)]
+        assert all(a.effective for a in found)
+
+
+# --- serialised, and errors by their real cause -----------------------------------------------
+
+def test_concurrent_attaches_leave_one(cgroup: Cgroup) -> None:
+    """Two attaches at once, each pausing between reading what is attached and
+    attaching (a test-only window): they serialise, and one of ours remains,
+    with the values of the one that ran second."""
+    env = clean_env(**{TEST_PAUSE: "1"})
+    procs = [subprocess.Popen([*CLI, "cgroup", "attach", "--idle", str(idle), cgroup.path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for idle in (5, 6)]
+    outs = {idle: proc.communicate(timeout=TIMEOUT) for idle, proc in zip((5, 6), procs)}
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    (entry,) = json.loads(ok("cgroup", "show", "--json", cgroup.path))
+    assert len(attached_ids(cgroup.path)) == 1
+    second = [idle for idle, (out, _) in outs.items() if out.startswith("replaced ours on")]
+    assert second == [entry["values"]["idle"]], outs
+
+
+@pytest.mark.parametrize(("flags", "how"), [(0, "exclusively (no flags)"),
+                                            (BPF_F_ALLOW_OVERRIDE, "with BPF_F_ALLOW_OVERRIDE")])
+def test_foreign_exclusive_program(cgroup: Cgroup, flags: int, how: str) -> None:
+    """Root, but a foreign program attached without BPF_F_ALLOW_MULTI: the kernel
+    refuses ours beside it (EPERM), and the error says so, not "needs root"."""
+    other = foreign_program(cgroup.path, "kp_test_excl", flags)
+    result = cli("cgroup", "attach", cgroup.path)
+    one_line_error(result, 1, "attaching the program: operation not permitted: program "
+                   f"{other} is attached to {cgroup.path} {how}", "detach it first")
+    assert "root" not in result.stderr
+    assert attached_ids(cgroup.path) == [other]
+
+
+def test_foreign_exclusive_program_above(cgroup: Cgroup) -> None:
+    other = foreign_program(cgroup.path, "kp_test_excl", 0)
+    with child_of(cgroup) as child:
+        result = cli("cgroup", "attach", child)
+        one_line_error(result, 1, f"program {other} is attached exclusively (no flags) to "
+                       f"{cgroup.path}, above {child}")
+        assert attached_ids(child) == []
+
+
+def test_program_limit(cgroup: Cgroup) -> None:
+    """The kernel's 64 programs per cgroup: said in words, not "Argument list too long"."""
+    for i in range(MAX_PROGS):
+        foreign_program(cgroup.path, f"kp_test_{i}", BPF_F_ALLOW_MULTI)
+    result = cli("cgroup", "attach", cgroup.path)
+    one_line_error(result, 1, f"attaching the program: {cgroup.path} already has 64 sock_ops "
+                   "programs attached, the kernel's limit")
+    assert len(attached_ids(cgroup.path)) == MAX_PROGS
+
+
+def test_paths_as_given(cgroup2: str) -> None:
+    missing = os.path.join(cgroup2, "kp-no-such-cgroup")
+    result = cli("cgroup", "attach", missing)
+    one_line_error(result, 1, f"cgroup attach: {missing}: no such cgroup")
+    assert result.stderr.count(cgroup2) == 1, result.stderr
+    one_line_error(cli("cgroup", "attach", "kp-no-such"), 1,
+                   f"kp-no-such: no such cgroup under {cgroup2}")
+
+
+def test_root_cgroup(cgroup2: str) -> None:
+    """"/" is the cgroup2 root (the container recipe for a process in the root
+    cgroup); only looked at here: attaching there would cover the whole host."""
+    result = cli("cgroup", "show", "--json", "/")
+    assert result.returncode == 0, result
+    assert all(e["cgroup"] == cgroup2 for e in json.loads(result.stdout))
+
+
+_HOLD = r"""
+import os, socket, sys
+with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as procs:
+    procs.write(str(os.getpid()))
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+with open(os.path.join(sys.argv[2], "cgroup.procs"), "w") as procs:  # out again
+    procs.write(str(os.getpid()))
+print(srv.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_show_lists_ours_on_a_removed_cgroup(cgroup2: str) -> None:
+    """A cgroup removed while a socket made in it lives keeps our program loaded
+    (and attached for that socket): show lists it, as such."""
+    path = os.path.join(cgroup2, f"kp-test-{os.getpid()}-removed")
+    os.mkdir(path)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, path, cgroup2], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=clean_env())
+    try:
+        ok("cgroup", "attach", *SEVEN_ARGS, path)
+        (entry,) = json.loads(ok("cgroup", "show", "--json", path))
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip().isdigit()
+        os.rmdir(path)
+        entries = [e for e in json.loads(ok("cgroup", "show", "--json")) if e["id"] == entry["id"]]
+        del entry["decides"]
+        assert entries == [{**entry, "cgroup": None}]
+        lines = [line for line in ok("cgroup", "show").splitlines()
+                 if f"(id {entry['id']})" in line]
+        assert len(lines) == 1
+        assert lines[0].startswith("(a removed cgroup): kp_keepalive")
+        assert "still loaded" in lines[0]
+    finally:
+        holder.kill()
+        holder.communicate(timeout=TIMEOUT)
+        if os.path.isdir(path):
+            for prog_id in attached_ids(path):
+                detach_id(path, prog_id)
+            os.rmdir(path)
+
+
+# --- values from the configuration file, and --existing -------------------------------------
+
+def test_values_from_the_configuration_file(cgroup: Cgroup, tmp_path: Path) -> None:
+    """The command line's values over the file's over the built-in defaults;
+    the file's problems as warnings with their lines."""
+    if importlib.util.find_spec("keepalive_preload.hostconfig") is None:
+        pytest.skip("keepalive_preload.hostconfig (the pkg helper's) is not in this build yet")
+    conf = tmp_path / "keepalive-preload.conf"
+    conf.write_text("TCP_KEEPIDLE=11\nTCP_KEEPCNT=2\nKP_NO_SUCH_OPTION=1\n")
+    result = cli("cgroup", "attach", "--config", str(conf), "--interval", "4", cgroup.path)
+    assert result.returncode == 0, result
+    assert f"warning: {conf}:3: " in result.stderr, result.stderr
+    (entry,) = json.loads(ok("cgroup", "show", "--json", cgroup.path))
+    assert {k: entry["values"][k] for k in ("idle", "interval", "count", "user_timeout")} == \
+        {"idle": 11, "interval": 4, "count": 2, "user_timeout": 19000}
+    ok("cgroup", "attach", "--no-config", cgroup.path)
+    (entry,) = json.loads(ok("cgroup", "show", "--json", cgroup.path))
+    assert entry["values"]["idle"] == 15
+
+
+def test_existing_connections(cgroup: Cgroup, static_peer: str) -> None:
+    """--existing: the connections the cgroup's processes hold already get the values."""
+    if not hasattr(live_apply, "apply_pids"):
+        pytest.skip("keepalive_preload.live.apply.apply_pids (the live helper's) is not in "
+                    "this build yet")
+    need_tool("ss")
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        assert connect(cgroup, static_peer, port)["SO_KEEPALIVE"] == 0  # before attaching
+        pid = cgroup.procs[-1].pid
+        result = cli("cgroup", "attach", "--existing", *SEVEN_ARGS, cgroup.path)
+        assert result.returncode == 0, result
+        assert str(pid) in result.stdout
+        assert 0 < keepalive_timer(f"dport = :{port}") <= 7
 
 
 def test_run_points_to_cgroup_mode_for_static(static_probe: str) -> None:

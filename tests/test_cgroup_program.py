@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from keepalive_preload._options import OPTIONS, effective
+
+from keepalive_preload import cgroup as cgroup_package
+from keepalive_preload._options import OPTIONS, Option, effective
 from keepalive_preload.cgroup.asm import assemble, listing
 from keepalive_preload.cgroup.attach import Attached, covering
 from keepalive_preload.cgroup.program import (
@@ -26,11 +28,18 @@ from keepalive_preload.cgroup.program import (
     map_values,
     program,
 )
-
+from keepalive_preload.cli import main
+from keepalive_preload.cli.cgroup import describe
 from support import cli, one_line_error
 
 
 def fields_for(variant: str = "socket", force: bool = False, **values: int) -> dict[str, int]:
+    return fields_with(values, variant, force)
+
+
+def fields_with(values: dict[str, int], variant: str = "socket",
+                force: bool = False) -> dict[str, int]:
+    """The map fields attach writes for these option values (the others: defaults)."""
     chosen = {o.name: values.get(o.name) for o in OPTIONS}
     return map_values(SCOPE[variant] | (Flag.FORCE if force else Flag(0)), effective(chosen))
 
@@ -48,7 +57,7 @@ def sections(text: str) -> dict[str, str]:
 
 
 def test_map_fields_are_the_table_rows_bpf_can_set() -> None:
-    assert FIELDS == ("flags", *(o.name for o in OPTIONS if o.bpf_at is not None))
+    assert ("flags", *(o.name for o in OPTIONS if o.bpf_at is not None)) == FIELDS
     assert VALUE.size == 4 * len(FIELDS)
     fields = fields_for(idle=7)
     assert decode(encode(fields)) == fields
@@ -56,14 +65,11 @@ def test_map_fields_are_the_table_rows_bpf_can_set() -> None:
 
 
 @pytest.mark.parametrize("option", SETTABLE, ids=lambda o: o.name)
-def test_each_settable_option_is_set_at_its_callback(option: object) -> None:
+def test_each_settable_option_is_set_at_its_callback(option: Option) -> None:
     """Each row with a bpf_at is set at that callback when its value is not 0,
     and only there; 0 leaves the system default (no call)."""
-    from keepalive_preload._options import Option
-
-    assert isinstance(option, Option)
     value = max(option.minimum, 1)
-    with_it = sections(listing(program(fields_for(**{option.name: value}), map_fd=3)))
+    with_it = sections(listing(program(fields_with({option.name: value}), map_fd=3)))
     label = "lookup" if option.bpf_at == "connect" else "set"
     assert f"; {option.variable}\n" in with_it[label], with_it
     others = "".join(text for name, text in with_it.items() if name != label)
@@ -77,9 +83,11 @@ def test_scope_picks_the_callbacks() -> None:
     client = listing(program(fields_for("connect"), map_fd=3))
     server = listing(program(fields_for("listen"), map_fd=3))
     both = listing(program(fields_for("socket"), map_fd=3))
-    assert "ACTIVE_ESTABLISHED_CB" in client and "PASSIVE" not in client
+    assert "ACTIVE_ESTABLISHED_CB" in client
+    assert "PASSIVE" not in client
     assert "TCP_CONNECT_CB" in client  # handled even with nothing to set: ours decides
-    assert "PASSIVE_ESTABLISHED_CB" in server and "ACTIVE" not in server
+    assert "PASSIVE_ESTABLISHED_CB" in server
+    assert "ACTIVE" not in server
     assert "CONNECT_CB" not in server
     assert all(cb in both for cb in ("TCP_CONNECT_CB", "ACTIVE_ESTABLISHED", "PASSIVE"))
 
@@ -92,7 +100,8 @@ def test_nearest_decides_mark_at_each_callback() -> None:
         lines = parts[label].splitlines()
         assert "ctx->reply" in lines[0]
         assert f"== {MARK} goto out" in lines[1]
-        assert f"= {MARK}" in lines[2] and "+4) = r1" in lines[3]
+        assert f"= {MARK}" in lines[2]
+        assert "+4) = r1" in lines[3]
 
 
 @pytest.mark.parametrize("force", [False, True])
@@ -147,11 +156,9 @@ def test_old_kernel(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
     """Checked before any bpf(2) call: a kernel that is too old is named (the
     release faked, in-process); an option the running kernel's bpf_setsockopt
     does not take yet (Option.bpf_since) is refused naming both kernels."""
-    from keepalive_preload import cli as _cli
-
     monkeypatch.setattr(os, "uname", lambda: _Uname(release))
     try:
-        code = _cli.main(["cgroup", *args])
+        code = main(["cgroup", *args])
     except SystemExit as exc:
         code = int(exc.code or 0)
     assert code == status
@@ -161,21 +168,18 @@ def test_old_kernel(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
 
 def test_show_text_from_the_table() -> None:
     """show names every ruled option, and the others when set, from the table."""
-    from keepalive_preload.cli.cgroup import _describe
-
     fields = fields_for("connect", idle=7, maxseg=1000)
-    text = _describe(Attached(12, fields, cgroup="/x"))
+    text = describe(Attached(12, fields, cgroup="/x"))
     assert text.startswith("kp_keepalive (id 12): SO_KEEPALIVE on outbound connections; ")
     for option in SETTABLE:
         word = option.name.replace("_", " ")
         assert (f"{word} " in text) is bool(option.ruled or fields[option.name]), option.name
-    assert "idle 7 s" in text and "maxseg 1000 bytes" in text
+    assert "idle 7 s" in text
+    assert "maxseg 1000 bytes" in text
 
 
 def test_covering_is_exported() -> None:
-    import keepalive_preload.cgroup as package
-
-    assert package.covering is covering
+    assert cgroup_package.covering is covering
     assert Attached(1, fields_for("listen"), cgroup="/x", decides=("accepted",)).effective
     entry = Attached(1, fields_for("socket", force=True, idle=9), cgroup="/x")
     assert (entry.scope, entry.force, entry.values["idle"], entry.effective) == \

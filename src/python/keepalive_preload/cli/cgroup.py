@@ -212,7 +212,7 @@ def _value_words(entry: Ours) -> str:
     return ", ".join(words)
 
 
-def _describe(entry: Ours) -> str:
+def describe(entry: Ours) -> str:
     """``kp_keepalive (id N): SO_KEEPALIVE on ...; idle 7 s, ...``."""
     if entry.fields is None:
         return f"{NAME} (id {entry.prog_id}): values unreadable (another version's map)"
@@ -252,7 +252,7 @@ def _show_one(directory: str, as_json: bool) -> None:
                        "values")
         else:
             verdict = f"not used for {directory}'s connections: a nearer one of ours decides"
-        print(f"{entry.cgroup}{inherited}: {_describe(entry)} -- {verdict}")
+        print(f"{entry.cgroup}{inherited}: {describe(entry)} -- {verdict}")
     if len(found) > 1:
         print(f"({NESTED_RULE})")
 
@@ -267,9 +267,9 @@ def _show_all(as_json: bool) -> None:
         print("no keepalive program of ours loaded")
         return
     for entry in attached:
-        print(f"{entry.cgroup}: {_describe(entry)}")
+        print(f"{entry.cgroup}: {describe(entry)}")
     for lost in stranded:
-        print(f"(a removed cgroup): {_describe(lost)} -- still loaded: sockets made in that "
+        print(f"(a removed cgroup): {describe(lost)} -- still loaded: sockets made in that "
               "cgroup hold it, and connections accepted on its listeners still get it")
     if len(attached) > 1:
         print(f"({NESTED_RULE})")
@@ -329,7 +329,7 @@ def _attach(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     fields = map_values(chosen.flags, chosen.values)
     done = attach(directory, fields, _print_listing if args.debug else None)
     verb = "replaced ours on" if done.replaced else "attached to"
-    print(f"{verb} {directory}: {_describe(done.attached)}")
+    print(f"{verb} {directory}: {describe(done.attached)}")
     version = kernel()
     if not chosen.flags & Flag.FORCE and version is not None and version < PRECEDENCE_KERNEL:
         sys.stderr.write(f"{PROG}: warning: Linux before 6.1 cannot tell a socket on which the "
