@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 
@@ -162,6 +163,8 @@ def _host_config(args: argparse.Namespace) -> tuple[dict[str, int], str, list[st
         hostconfig = importlib.import_module("keepalive_preload.hostconfig")
     except ModuleNotFoundError:
         return {}, "", []
+    if args.config is None and not os.path.exists(hostconfig.DEFAULT_PATH):
+        return {}, "", []  # no file: the libraries use the built-in defaults too
     try:
         config = hostconfig.read(args.config)
     except (hostconfig.HostConfigError, OSError) as exc:
@@ -197,6 +200,9 @@ def _chosen(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Chosen
                     file_values[option.name] != option.default else "the default"
                 raise CgroupError(f"{refused} ({option.variable}={value} is {origin}'s; "
                                   f"{option.flag} 0 to attach without it)")
+    if mode == "off":
+        problems.append("the configuration file says KEEPALIVE=off (the libraries set "
+                        "nothing); attaching anyway, as asked")
     flags = SCOPE[args.variant] | (Flag.FORCE if args.force or mode == "force" else Flag(0))
     return Chosen(values, flags, tuple(problems))
 
