@@ -1,6 +1,6 @@
 """--preset and the presets subcommand: the values are safe for each middlebox,
 explicit options win, every command with the preload options takes it, and
-the README's table says what the package's table says."""
+docs/presets.md's table says what the package's table says."""
 
 from __future__ import annotations
 
@@ -105,8 +105,8 @@ def test_presets_subcommand_lists_every_preset() -> None:
                              f"{p.idle + p.interval * p.count}s"] for p in PRESETS}
 
 
-def test_readme_table_matches_the_package() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_docs_table_matches_the_package() -> None:
+    readme = (ROOT / "docs" / "presets.md").read_text()
     rows = re.findall(r"^\| `([a-z-]+)` \| (\d+) s \| (\d+) \| (\d+) \| (\d+) \| (\d+) s \|"
                       r" (.+) \|$", readme, re.MULTILINE)
     assert {r[0]: tuple(int(v) for v in r[1:6]) for r in rows} == {
