@@ -50,13 +50,23 @@ _MAX_WALK = 100_000  # cgroup directories visited by `show` with no CGROUP
 _CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
 
 
-class CgroupError(Exception):
-    """A one-line reason the command cannot do what was asked (exit status 1).
-    ``log``: the verifier's log when it refused the program."""
+class CgroupError(OSError):
+    """A one-line reason the command cannot do what was asked (exit status 1):
+    ``str()`` is the line. ``errno``: the system's error behind it, if any;
+    ``log``: the verifier's log when it refused the program. An OSError, so
+    that callers of ``covering`` handle it with the other system errors."""
 
-    def __init__(self, message: str, log: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, log: str = "", code: int = 0) -> None:
+        super().__init__(code, message)
+        self.message = message
         self.log = log
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class CgroupPermissionError(CgroupError, PermissionError):
+    """EPERM: not root, or a foreign program the kernel will not attach beside."""
 
 
 # --- records ----------------------------------------------------------------------------------
@@ -295,25 +305,28 @@ def explain(exc: BPFError, directory: str | None = None) -> CgroupError:
     if exc.errno == errno.EPERM:
         missing = _missing_capabilities()
         if missing:
-            return CgroupError(f"{what}: operation not permitted: the cgroup mode needs root "
-                               "(CAP_BPF and CAP_NET_ADMIN; CAP_SYS_ADMIN to read programs "
-                               f"back); this process lacks {', '.join(missing)}")
+            return CgroupPermissionError(
+                f"{what}: operation not permitted: the cgroup mode needs root (CAP_BPF and "
+                "CAP_NET_ADMIN; CAP_SYS_ADMIN to read programs back); this process lacks "
+                f"{', '.join(missing)}", code=errno.EPERM)
         if what == loader.ATTACHING and directory is not None:
             cause = _exclusive(directory)
             if cause is not None:
-                return CgroupError(f"{what}: operation not permitted: {cause}")
-        return CgroupError(f"{what}: operation not permitted, although this process has the "
-                           "capabilities (kernel lockdown, an LSM policy or a seccomp filter "
-                           "forbidding bpf(2)?)")
+                return CgroupPermissionError(f"{what}: operation not permitted: {cause}",
+                                             code=errno.EPERM)
+        return CgroupPermissionError(
+            f"{what}: operation not permitted, although this process has the capabilities "
+            "(kernel lockdown, an LSM policy or a seccomp filter forbidding bpf(2)?)",
+            code=errno.EPERM)
     if exc.errno == errno.E2BIG and what == loader.ATTACHING:
         return CgroupError(f"{what}: {directory} already has {loader.MAX_PROGS} sock_ops "
                            "programs attached, the kernel's limit per cgroup "
-                           "(BPF_CGROUP_MAX_PROGS)")
+                           "(BPF_CGROUP_MAX_PROGS)", code=exc.errno)
     if exc.log:
         said = " | ".join(line for line in exc.log.splitlines()[-20:] if line.strip())
         return CgroupError(f"{what}: {exc.strerror}; the kernel's verifier says: {said}",
-                           exc.log)
-    return CgroupError(f"{what}: {exc.strerror}")
+                           exc.log, exc.errno or 0)
+    return CgroupError(f"{what}: {exc.strerror}", code=exc.errno or 0)
 
 
 @contextmanager
@@ -564,6 +577,6 @@ def detach_id(directory: str, prog_id: int) -> None:
 
 
 __all__ = ["DIRECTIONS", "FIELDS", "MINIMUM_KERNEL", "NAME", "PRECEDENCE_KERNEL", "SETTABLE",
-           "AttachResult", "Attached", "CgroupError", "Ours", "Stranded", "ancestors", "attach",
-           "cgroup2_mounts", "check_kernel", "covering", "detach", "everywhere", "explain",
+           "AttachResult", "Attached", "CgroupError", "CgroupPermissionError", "Ours", "Stranded",
+           "ancestors", "attach", "cgroup2_mounts", "check_kernel", "covering", "detach", "everywhere", "explain",
            "kernel", "mount", "processes", "resolve", "walk"]

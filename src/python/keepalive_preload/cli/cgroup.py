@@ -316,6 +316,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except CgroupError as exc:
         sys.stderr.write(f"{PROG}: cgroup {action}: {exc}\n")
         return FAILURE
+    except OSError as exc:
+        if exc.filename is None:  # writing the output: the top level's to say
+            raise
+        sys.stderr.write(f"{PROG}: cgroup {action}: {exc.filename}: {exc.strerror}\n")
+        return FAILURE
     return OK
 
 
