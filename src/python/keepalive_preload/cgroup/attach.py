@@ -578,5 +578,5 @@ def detach_id(directory: str, prog_id: int) -> None:
 
 __all__ = ["DIRECTIONS", "FIELDS", "MINIMUM_KERNEL", "NAME", "PRECEDENCE_KERNEL", "SETTABLE",
            "AttachResult", "Attached", "CgroupError", "CgroupPermissionError", "Ours", "Stranded",
-           "ancestors", "attach", "cgroup2_mounts", "check_kernel", "covering", "detach", "everywhere", "explain",
-           "kernel", "mount", "processes", "resolve", "walk"]
+           "ancestors", "attach", "cgroup2_mounts", "check_kernel", "covering", "detach",
+           "everywhere", "explain", "kernel", "mount", "processes", "resolve", "walk"]
