@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -150,6 +151,8 @@ class Chosen:
     values: dict[str, int]
     flags: Flag
     problems: tuple[str, ...]
+    #: The values before the user timeout is derived (-1 kept), as apply takes them.
+    configured: dict[str, int]
 
 
 def _host_config(args: argparse.Namespace) -> tuple[dict[str, int], str, list[str]]:
@@ -204,7 +207,9 @@ def _chosen(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Chosen
         problems.append("the configuration file says KEEPALIVE=off (the libraries set "
                         "nothing); attaching anyway, as asked")
     flags = SCOPE[args.variant] | (Flag.FORCE if args.force or mode == "force" else Flag(0))
-    return Chosen(values, flags, tuple(problems))
+    configured = {o.name: o.default if merged[o.name] is None else int(merged[o.name] or 0)
+                  for o in OPTIONS}
+    return Chosen(values, flags, tuple(problems), configured)
 
 
 def _value_words(entry: Ours) -> str:
@@ -284,16 +289,18 @@ def _show_all(as_json: bool) -> None:
 def _existing(directory: str, chosen: Chosen, variant: str) -> int:
     """``--existing``: apply the values to the connections the cgroup's processes
     hold now, reporting per process as apply does; the exit status."""
-    # keepalive_preload.live.apply.apply_pids (the live helper's) is looked up by name
-    # until it is on main; from then on this is a plain import.
+    # keepalive_preload.live (the live helper's apply_pids and format_apply) is
+    # looked up by name until it is on main; from then on these are plain imports.
     apply = importlib.import_module("keepalive_preload.live.apply")
+    show = importlib.import_module("keepalive_preload.live.show")
     pids = processes(directory)
     if not pids:
         print(f"no process in {directory} or below it: nothing open to apply to")
         return OK
-    reports = apply.apply_pids(pids, variant, chosen.values, bool(chosen.flags & Flag.FORCE))
-    print(apply.format_reports(reports))
-    return OK if all(r.ok for r in reports) else FAILURE
+    reports = apply.apply_pids(pids, variant, chosen.configured,
+                               force=bool(chosen.flags & Flag.FORCE))
+    print("\n".join(show.format_apply(report) for report in reports))
+    return FAILURE if any(report.failed for report in reports) else OK
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -332,8 +339,7 @@ def _attach(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     chosen = _chosen(args, parser)
     for problem in chosen.problems:
         sys.stderr.write(f"{PROG}: warning: {problem}\n")
-    if args.existing and not hasattr(importlib.import_module("keepalive_preload.live.apply"),
-                                     "apply_pids"):
+    if args.existing and importlib.util.find_spec("keepalive_preload.live.show") is None:
         raise CgroupError("--existing needs keepalive_preload.live.apply.apply_pids, which "
                           "this build does not have yet")
     directory = resolve(args.cgroup)
