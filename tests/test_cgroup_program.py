@@ -30,7 +30,7 @@ from keepalive_preload.cgroup.program import (
 )
 from keepalive_preload.cli import main
 from keepalive_preload.cli.cgroup import describe
-from support import cli, one_line_error
+from support import ROOT, cli, one_line_error
 
 
 def fields_for(variant: str = "socket", force: bool = False, **values: int) -> dict[str, int]:
@@ -184,3 +184,23 @@ def test_covering_is_exported() -> None:
     entry = Attached(1, fields_for("socket", force=True, idle=9), cgroup="/x")
     assert (entry.scope, entry.force, entry.values["idle"], entry.effective) == \
         ("all", True, 9, False)
+
+
+def test_docs_table_agrees_with_the_option_table() -> None:
+    """docs/cgroup-mode.md's table of where each option is set follows bpf_at
+    and bpf_since, and names every option."""
+    text = (ROOT / "docs" / "cgroup-mode.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "--" in line]
+    named = set()
+    for row in rows:
+        where, since = row.split("|")[2].strip(), row.split("|")[3].strip()
+        for option in OPTIONS:
+            if f"`{option.flag}`" not in row.split("|")[1]:
+                continue
+            named.add(option.name)
+            if option.bpf_at is None:
+                assert where.startswith("never"), row
+            else:
+                assert where.startswith(option.bpf_at), row
+                assert since == ".".join(str(n) for n in option.bpf_since or ()), row
+    assert named == {o.name for o in OPTIONS}
