@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 import struct
 
-from .._options import OPTIONS, Option
+from .._options import OPTIONS, VARIANTS, WORDS, Option
 from .asm import (
     R0,
     R1,
@@ -74,10 +74,13 @@ class Flag(enum.IntFlag):
     FORCE = 4  # ours also over a program's own SO_KEEPALIVE (--force)
 
 
-#: The cgroup mode's scope for each variant (the command line's --client/--server/--all).
-SCOPE = {"connect": Flag.CLIENT, "listen": Flag.SERVER, "socket": Flag.CLIENT | Flag.SERVER}
-#: The scope's word, as ``cgroup show`` and ``covering()`` say it.
+#: The scope's word, as the command line (--client, --server, --all), ``cgroup show``
+#: and ``covering()`` say it.
 SCOPE_WORDS = {Flag.CLIENT: "client", Flag.SERVER: "server", Flag.CLIENT | Flag.SERVER: "all"}
+#: The cgroup mode's scope for each variant, by the variant's word (variants.def); a
+#: variant whose word is not one of these has no scope here (cgroup attach refuses it).
+SCOPE = {variant: flags for variant in VARIANTS for flags, word in SCOPE_WORDS.items()
+         if WORDS[variant] == word}
 
 #: The options the program can set (bpf_setsockopt takes them), in table order.
 SETTABLE: tuple[Option, ...] = tuple(o for o in OPTIONS if o.bpf_at is not None)

@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from .._options import BY_NAME, OPTIONS, Option, effective
+from .._options import BY_NAME, OPTIONS, WORDS, Option, effective
 from ..cgroup.attach import (
     PRECEDENCE_KERNEL,
     Attached,
@@ -182,6 +182,10 @@ def _host_config(args: argparse.Namespace) -> tuple[dict[str, int], str, list[st
 def _chosen(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Chosen:
     """The values ``attach`` sets, or a one-line error: exit 2 for the command
     line's, CgroupError (exit 1) for the configuration file's and the defaults."""
+    if args.variant not in SCOPE:
+        parser.error(f"cgroup attach: --{WORDS[args.variant]} is not available in cgroup mode: "
+                     "the program sees outbound and accepted connections (--client, --server, "
+                     "--all)")
     check_variant_options(args, parser)
     given = chosen_values(args)
     for name, value in given.items():
