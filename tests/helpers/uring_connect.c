@@ -24,6 +24,9 @@
 
 #include "option.h"
 
+/* IORING_OP_SOCKET in include/uapi/linux/io_uring.h (Linux 5.19). */
+#define KP_IORING_OP_SOCKET 45
+
 /* Submit one prepared request and wait for its completion: its result. */
 static int submit_and_wait(struct io_uring *ring)
 {
@@ -64,8 +67,11 @@ int main(int argc, char **argv)
         return fail("io_uring_queue_init", -ret);
 
     if (strcmp(argv[1], "socket") == 0) {
+        /* io_uring_prep_socket() as liburing >= 2.2 has it, by number, so that
+         * the helper builds with older liburing too (the kernel decides). */
         struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-        io_uring_prep_socket(sqe, AF_INET, SOCK_STREAM, 0, 0);
+        io_uring_prep_rw(KP_IORING_OP_SOCKET, sqe, AF_INET, NULL, 0, SOCK_STREAM);
+        sqe->rw_flags = 0;
         fd = submit_and_wait(&ring);
         if (fd < 0)
             return fail("IORING_OP_SOCKET", -fd);
