@@ -572,6 +572,27 @@ def test_not_root(cgroup: Cgroup, action: str) -> None:
     one_line_error(result, 1, "needs root", "CAP_BPF")
 
 
+_COVERING = """
+import sys
+from keepalive_preload.cgroup import covering
+try:
+    covering(sys.argv[1])
+except PermissionError as exc:
+    print("PermissionError:", exc)
+"""
+
+
+def test_covering_not_root_is_a_permission_error(cgroup: Cgroup) -> None:
+    """What status and metrics get from covering() when not root: a
+    PermissionError, whose text says why."""
+    attach(cgroup, *SEVEN_ARGS)
+    with cli_for_nobody() as (argv, env):
+        result = run_as_nobody([argv[0], "-c", _COVERING, cgroup.path], **env)
+    assert result.returncode == 0, result
+    assert result.stdout.startswith("PermissionError: querying the cgroup: operation not "
+                                    "permitted: the cgroup mode needs root"), result.stdout
+
+
 def test_no_such_cgroup(cgroup2: str) -> None:
     one_line_error(cli("cgroup", "attach", "kp-no-such-cgroup"), 1, "no such cgroup")
     one_line_error(cli("cgroup", "show", "/nonexistent/kp"), 1, "no such cgroup")
@@ -795,8 +816,8 @@ def test_values_from_the_configuration_file(cgroup: Cgroup, tmp_path: Path) -> N
 def test_existing_connections(cgroup: Cgroup, static_peer: str) -> None:
     """--existing: the connections the cgroup's processes hold already get the values."""
     if importlib.util.find_spec("keepalive_preload.live.show") is None:
-        pytest.skip("keepalive_preload.live.apply.apply_pids (the live helper's) is not in "
-                    "this build yet")
+        pytest.skip("keepalive_preload.live.apply.apply_pids and live.show (the live "
+                    "helper's) are not in this build yet")
     need_tool("ss")
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
