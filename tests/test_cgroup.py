@@ -798,8 +798,6 @@ def test_show_lists_ours_on_a_removed_cgroup(cgroup2: str) -> None:
 def test_values_from_the_configuration_file(cgroup: Cgroup, tmp_path: Path) -> None:
     """The command line's values over the file's over the built-in defaults;
     the file's problems as warnings with their lines."""
-    if importlib.util.find_spec("keepalive_preload.hostconfig") is None:
-        pytest.skip("keepalive_preload.hostconfig (the pkg helper's) is not in this build yet")
     conf = tmp_path / "keepalive-preload.conf"
     conf.write_text("TCP_KEEPIDLE=11\nTCP_KEEPCNT=2\nKP_NO_SUCH_OPTION=1\n")
     result = cli("cgroup", "attach", "--config", str(conf), "--interval", "4", cgroup.path)

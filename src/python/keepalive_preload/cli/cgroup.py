@@ -16,6 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from .. import hostconfig
 from .._options import BY_NAME, OPTIONS, WORDS, Option, effective
 from ..cgroup.attach import (
     PRECEDENCE_KERNEL,
@@ -159,12 +160,6 @@ def _host_config(args: argparse.Namespace) -> tuple[dict[str, int], str, list[st
     """The configuration file's values (name -> value), its KEEPALIVE mode and
     its problems (as warnings), read by the libraries' own parser."""
     if args.no_config:
-        return {}, "", []
-    try:
-        # keepalive_preload.hostconfig (the pkg helper's) is looked up by name until it
-        # is on main; from then on this is a plain import.
-        hostconfig = importlib.import_module("keepalive_preload.hostconfig")
-    except ModuleNotFoundError:
         return {}, "", []
     if args.config is None and not os.path.exists(hostconfig.DEFAULT_PATH):
         return {}, "", []  # no file: the libraries use the built-in defaults too
