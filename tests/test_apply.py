@@ -112,15 +112,25 @@ def test_program_keepalive_kept_unless_forced() -> None:
     env = preload_env("socket", **FAST)  # keepalive already on, idle 5
     with echo_pair(client_env=env) as (_, client, _, outbound):
         (report,) = apply("--idle", "30", str(client.pid))
-        assert actions(report) == {outbound["fd"]: "kept the program's"}
+        assert actions(report) == {outbound["fd"]: "kept"}
+        entry = sock(report, outbound["fd"])
+        # Said truthfully: the values come from our library, mapped in the process.
+        assert entry["by"] == "our library (libkeepalive_socket.so is mapped in the process)"
+        assert entry["kept"] == {"idle": 5, "interval": 2, "count": 4, "user_timeout": 13000}
         assert sock(status(client.pid)[0], outbound["fd"])["options"]["idle"] == 5
         text = cli("apply", "--idle", "30", str(client.pid)).stdout
-        assert "kept the program's" in text
+        assert ("kept: already set by our library (libkeepalive_socket.so is mapped in the "
+                "process); --force sets ours") in text
         (report,) = apply("--force", "--idle", "30", str(client.pid))
         assert actions(report) == {outbound["fd"]: "set"}
         after = sock(status(client.pid)[0], outbound["fd"])["options"]
         assert (after["idle"], after["interval"], after["count"], after["user_timeout"]) == (
             30, 15, 9, 165000)
+        # Again: it has these values already, and says from where.
+        (report,) = apply("--idle", "30", str(client.pid))
+        assert actions(report) == {outbound["fd"]: "unchanged"}
+        assert sock(report, outbound["fd"])["reason"] == (
+            "it already has these values, set by an earlier apply")
         echo(client, "forced")
 
 
@@ -171,7 +181,8 @@ def test_listener_options_inherited_and_inapplicable_ones_reported(probe: str) -
         assert set(entry["not_set"]) == {"syn_count", "maxseg"}
         assert "syn_count" not in entry["set"]
         text = cli("apply", "--syn-count", "3", str(client.pid), "--force").stdout
-        assert "syn_count not set: only changes a connect(2) still in progress" in text
+        assert ("syn_count not set: applies only to connections still connecting "
+                "(SYN-SENT)") in text
 
 
 @pytest.mark.parametrize(

@@ -57,15 +57,18 @@ def test_status_text_shows_timer_and_values(
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"PID {proc.pid} (python")
     assert lines[0].endswith("): preloaded: libkeepalive_socket.so")
-    assert lines[1].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER", "KEEPALIVE",
-                                "IDLE(s)", "INTVL(s)", "CNT", "USER_TIMEOUT(ms)"]
-    row = next(line.split() for line in lines[2:] if line.split()[0] == str(report["fd"]))
+    head = next(i for i, line in enumerate(lines) if line.startswith("FD "))
+    assert lines[head].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER", "KEEPALIVE",
+                                   "IDLE(s)", "INTVL(s)", "CNT", "USER_TIMEOUT(ms)", "SOURCE"]
+    row = next(line.split() for line in lines[head + 1:]
+               if line.split()[0] == str(report["fd"]))
     assert row[1:4] == ["ESTABLISHED", row[2], f"127.0.0.1:{listener}"]
     kind, left = row[4].split(":")
     assert kind == "keepalive"
     assert 0 < float(left.rstrip("s")) <= 5
-    # idle 5, interval 2, count 9 (default): user timeout (5 + 2 * 9) * 1000 ms
-    assert row[5:] == ["on", "5", "2", "9", "23000"]
+    # idle 5, interval 2, count 9 (default): user timeout (5 + 2 * 9) * 1000 ms; from
+    # our library, which is mapped in the process
+    assert row[5:] == ["on", "5", "2", "9", "23000", "library"]
 
 
 def test_status_json_values_are_the_sockets(
@@ -80,6 +83,7 @@ def test_status_json_values_are_the_sockets(
     found = sock(data, report["fd"])
     assert (found["state"], found["remote"], found["timer"]) == (
         "ESTABLISHED", f"127.0.0.1:{listener}", "keepalive")
+    assert (found["protocol"], found["loopback"], found["source"]) == ("tcp", True, "library")
     assert 0 < found["expires_in"] <= 5
     # What the process itself reads with getsockopt.
     assert {k: v for k, v in as_reported(found["options"]).items() if k in report} == {
@@ -137,7 +141,11 @@ def test_without_keepalive() -> None:
         found = sock(data, outbound["fd"])
         assert (found["timer"], found["expires_in"]) == (None, None)
         assert found["options"]["keepalive"] == 0
+        assert found["source"] == "none"
         assert data["preloaded"] == []
+        # A loopback connection never crosses a middlebox: counted only when asked.
+        assert (found["loopback"], data["without_keepalive"]) == (True, 0)
+        (data,) = status(client.pid, extra=("--include-loopback",))
         assert data["without_keepalive"] == 1
         text = cli("status", str(client.pid)).stdout
         assert "preloaded: none of ours" in text
@@ -291,7 +299,7 @@ def test_all_lists_our_processes_needing_attention_first() -> None:
     env = preload_env("socket", **FAST)
     with echo_pair() as (plain_server, plain_client, _, plain_out), \
             echo_pair(env, env) as (good_server, good_client, _, _):
-        data = status(extra=("--all",))
+        data = status(extra=("--all", "--include-loopback"))
         pids = [d["pid"] for d in data]
         by_pid = {d["pid"]: d for d in data}
         for pid in (plain_server.pid, plain_client.pid):
@@ -301,16 +309,19 @@ def test_all_lists_our_processes_needing_attention_first() -> None:
         # Those needing attention come first.
         assert max(pids.index(plain_server.pid), pids.index(plain_client.pid)) < min(
             pids.index(good_server.pid), pids.index(good_client.pid))
-        text = cli("status", "--all").stdout
+        text = cli("status", "--all", "--include-loopback").stdout
         assert f"    fd {plain_out['fd']}  " in text
+        assert f"    fd {plain_out['fd']}  " not in cli("status", "--all").stdout
 
 
 def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
     """The exit status of --check depends on every process on the host, so it
     is tested in new PID and network namespaces (unshare --mount-proc): there
-    /proc, which --all walks, holds only the test's processes. 1 while a
-    connection lacks keepalive; 0 once `apply` fixed it; 3 when processes
-    cannot be read (root without CAP_SYS_PTRACE)."""
+    /proc, which --all walks, holds only the test's processes. A pair on a
+    network address (10.200.9.1, on the namespace's only interface) and a pair on loopback:
+    1 while the first lacks keepalive; 0 once `apply` fixed it, the loopback
+    pair left out unless --include-loopback; 3 when processes cannot be read
+    (root without CAP_SYS_PTRACE)."""
     if os.geteuid() != 0:
         unavailable("new PID and network namespaces need root")
     unshare = shutil.which("unshare")
@@ -319,26 +330,34 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
     driver = tmp_path / "driver.py"
     driver.write_text(textwrap.dedent(f"""
         import json, subprocess, sys
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", "10.200.9.1/32", "dev", "lo"]):
+            subprocess.run(cmd, check=True)
         kp = {ENTRY_POINTS["module"]!r}
         echo = {ECHO!r}
-        server = subprocess.Popen([*echo, "serve", "127.0.0.1", "0"], stdout=subprocess.PIPE,
-                                  text=True)
-        port = json.loads(server.stdout.readline())["port"]
-        client = subprocess.Popen([*echo, "connect", "127.0.0.1", str(port)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        client.stdout.readline(); server.stdout.readline()
-        def check(*prefix):
-            done = subprocess.run([*prefix, *kp, "status", "--all", "--check", "--json"],
-                                  capture_output=True, text=True, timeout=60)
+        def pair(address):
+            server = subprocess.Popen([*echo, "serve", address, "0"], stdout=subprocess.PIPE,
+                                      text=True)
+            port = json.loads(server.stdout.readline())["port"]
+            client = subprocess.Popen([*echo, "connect", address, str(port)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            client.stdout.readline(); server.stdout.readline()
+            return [server, client]
+        network, loopback = pair("10.200.9.1"), pair("127.0.0.1")
+        def check(*prefix, extra=()):
+            done = subprocess.run([*prefix, *kp, "status", "--all", "--check", "--json",
+                                   *extra], capture_output=True, text=True, timeout=60)
             return [done.returncode, json.loads(done.stdout or "[]"), done.stderr]
-        out = {{"pids": [server.pid, client.pid], "before": check()}}
-        out["apply"] = subprocess.run([*kp, "apply", str(server.pid), str(client.pid)],
+        out = {{"network": [p.pid for p in network], "loopback": [p.pid for p in loopback],
+                "before": check()}}
+        out["apply"] = subprocess.run([*kp, "apply", *(str(p.pid) for p in network)],
                                       capture_output=True, text=True, timeout=60).returncode
         out["after"] = check()
+        out["with_loopback"] = check(extra=["--include-loopback"])
         out["unreadable"] = check("setpriv", "--bounding-set=-sys_ptrace",
                                   "--inh-caps=-sys_ptrace")
-        client.kill(); server.kill(); client.wait(); server.wait()
+        for p in network + loopback:
+            p.kill(); p.wait()
         print(json.dumps(out))
     """))
     done = subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "--net",
@@ -348,18 +367,22 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
         unavailable(f"cannot create namespaces: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    pids = out["pids"]
+    network, loopback = out["network"], out["loopback"]
     code, data, _ = out["before"]
     assert code == 1
-    assert sorted(d["pid"] for d in data) == sorted(pids)
-    assert all(d["without_keepalive"] == 1 for d in data)
+    assert sorted(d["pid"] for d in data) == sorted(network + loopback)
+    lacking = {d["pid"]: d["without_keepalive"] for d in data}
+    assert lacking == {**dict.fromkeys(network, 1), **dict.fromkeys(loopback, 0)}
     assert out["apply"] == 0
     code, data, _ = out["after"]
     assert code == 0, data
     assert all(d["without_keepalive"] == 0 for d in data)
+    code, data, _ = out["with_loopback"]
+    assert code == 1, data
+    assert {d["pid"] for d in data if d["without_keepalive"]} == set(loopback)
     code, data, _ = out["unreadable"]
     assert code == 3, data
-    assert {d["pid"] for d in data if "error" in d} >= set(pids)
+    assert {d["pid"] for d in data if "error" in d} >= set(network + loopback)
 
 
 # ---- without pidfd_getfd: the timer view, and one line saying why -----------
@@ -367,23 +390,26 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
 def test_old_kernel_shows_timers_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     """pidfd_getfd missing (Linux < 5.6: ENOSYS): the timers, and why the
     values are not shown. In-process, with the syscall made to fail."""
-    from keepalive_preload.live import pidfd as _pidfd
+    from keepalive_preload import _syscalls
+    from keepalive_preload.live import show as _show
     from keepalive_preload.live import status as _status
 
-    def enosys(pidfd: int, pid: int, fd: int) -> int:
-        raise _pidfd._explain(OSError(errno.ENOSYS, "ENOSYS"), pid, "duplicate the sockets")
+    def enosys(pidfd: int, fd: int, flags: int = 0) -> int:
+        raise _syscalls.SyscallError(errno.ENOSYS, "pidfd_getfd")
 
-    monkeypatch.setattr(_pidfd, "pidfd_getfd", enosys)
+    monkeypatch.setattr(_syscalls, "pidfd_getfd", enosys)
     with echo_pair() as (_, client, _, outbound):
         report = _status.inspect(client.pid)
-        assert "kernel is too old" in report["options_error"]
-        found = sock(report, outbound["fd"])
-        assert (found["options"], found["timer"]) == (None, None)
-        assert report["without_keepalive"] == 1  # judged from the timer
-        lines = _status.format_status(report).splitlines()
-        assert lines[1] == ("options not read: cannot duplicate the sockets: the kernel is too "
-                            "old (pidfd_getfd needs Linux 5.6 or later); showing the timers only")
-        assert lines[2].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER"]
+        assert report.options_error is not None
+        assert "kernel is too old" in report.options_error
+        data = report.to_json()
+        found = sock(data, outbound["fd"])
+        assert (found["options"], found["timer"], found["source"]) == (None, None, "unknown")
+        assert data["without_keepalive"] == 1  # judged from the timer
+        lines = _show.format_status(report).splitlines()
+        at = lines.index("options not read: cannot duplicate the sockets: the kernel is too "
+                         "old (pidfd_getfd needs Linux 5.6 or later); showing the timers only")
+        assert lines[at + 1].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER"]
 
 
 def test_pidfd_open_through_ctypes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -393,6 +419,6 @@ def test_pidfd_open_through_ctypes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(os, "pidfd_open", raising=False)
     env = preload_env("connect", **FAST)
     with echo_pair(client_env=env) as (_, client, _, outbound):
-        report = _status.inspect(client.pid)
+        report = _status.inspect(client.pid).to_json()
         assert report["options_error"] is None
         assert sock(report, outbound["fd"])["options"]["idle"] == 5

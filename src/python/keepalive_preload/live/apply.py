@@ -46,7 +46,7 @@ _STATE_WORDS = {"listen": "listening sockets", "connecting": "connections still 
 ROLES = {"connect": ("outbound",), "listen": ("listener", "accepted"),
          "socket": ("outbound", "listener", "accepted")}
 #: The errors with which a kernel refuses an option on an MPTCP socket.
-_REFUSED = (errno.EOPNOTSUPP, errno.ENOPROTOOPT)
+_REFUSED = (errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EINVAL)
 _KEEPALIVE = ("idle", "interval", "count")
 
 
@@ -108,9 +108,10 @@ def plan(state: str, now: dict[str, int], values: dict[str, int], derive: bool,
                 _STATE_WORDS[s] for s in option.live)
             continue
         current = now.get(option.name)
-        if current is None or current == value:
-            continue  # it has it already, or the socket does not take it (MPTCP)
-        if option.ruled and not force and current != fresh.get(option.name):
+        if current is None:
+            continue  # the socket does not take it (MPTCP): skipped quietly
+        if (option.ruled and not force and current != value
+                and current != fresh.get(option.name)):
             kept[option.name] = current
             continue
         wanted[option.name] = value
@@ -118,10 +119,9 @@ def plan(state: str, now: dict[str, int], values: dict[str, int], derive: bool,
         # The derived user timeout follows the timers the socket ends up with.
         final = {n: kept.get(n, wanted.get(n, now.get(n, 0))) for n in _KEEPALIVE}
         wanted["user_timeout"] = effective({**final, "user_timeout": -1})["user_timeout"]
-    wanted = {n: v for n, v in wanted.items() if now.get(n) != v}
-    if not now.get("keepalive"):
-        wanted = {"keepalive": 1, **wanted}
-    return wanted, kept, skipped
+    if now.get("keepalive") and all(now.get(n) == v for n, v in wanted.items()):
+        return {}, kept, skipped  # it has them all already
+    return {"keepalive": 1, **wanted}, kept, skipped
 
 
 def _set(sock: socket.socket, name: str, value: int) -> None:
@@ -154,9 +154,11 @@ def _one(remote: Remote, sock: Socket, entry: Applied, values: dict[str, int], d
                 entry.reason = f"already set by {entry.by}; --force sets ours"
             else:
                 entry.action = "unchanged"
+                # The values apply would set: an earlier apply's, as far as can be
+                # told (our cgroup program may carry the same ones).
                 by = who(libraries, programs, now)
-                if not by.startswith("our"):
-                    by = "an earlier apply"
+                by = (f"{by} or an earlier apply" if by.startswith("our cgroup")
+                      else "an earlier apply")
                 entry.reason = f"it already has these values, set by {by}"
             return
         entry.set = wanted
@@ -228,6 +230,13 @@ def apply(pid: int, variant: str, values: dict[str, int], force: bool = False,
                     report.error = (f"stopped after {len(report.sockets)} of {len(sockets)} "
                                     f"sockets: {exc}")
                     break
+        if report.error is None:
+            # An exiting process closes its descriptors one by one: sockets
+            # "closed meanwhile" would hide that the pass did not reach them.
+            try:
+                proc.still_there(pid)
+            except LiveError as exc:
+                report.error = f"stopped: {exc}"
     return report
 
 
