@@ -83,7 +83,8 @@ class Socket:
             return False
         if self.options is not None:
             return not self.options["keepalive"]
-        return self.endpoint.timer is None
+        # An MPTCP socket's timers are its subflows': its own tell nothing.
+        return self.endpoint.timer is None and self.endpoint.protocol == "tcp"
 
     @property
     def keepalive(self) -> bool | None:
@@ -91,6 +92,8 @@ class Socket:
         cannot tell)."""
         if self.options is not None:
             return bool(self.options["keepalive"])
+        if self.endpoint.protocol != "tcp":
+            return None
         if self.endpoint.timer == "keepalive":
             return True
         if self.endpoint.timer is None and self.endpoint.state == "ESTABLISHED":
