@@ -174,9 +174,11 @@ done.set()
 
 @contextlib.contextmanager
 def holder(n: int, *, proto: int = 6, name: str = "", user: int | None = None,
+           cgroup: str | None = None,
            ) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
     """A process holding ``n`` loopback connections (see HOLDER), run as
-    ``user`` if given (root only); yields it and what it printed."""
+    ``user`` if given (root only), in the cgroup directory ``cgroup`` if given
+    (it joins before it connects); yields it and what it printed."""
     if user is not None and os.geteuid() != 0:
         unavailable("needs root to start a process as another user")
     extra: dict[str, Any] = {} if user is None else {"user": user, "group": user,
@@ -185,7 +187,10 @@ def holder(n: int, *, proto: int = 6, name: str = "", user: int | None = None,
     python = sys.executable if user is None else shutil.which("python3", path="/usr/bin:/bin")
     if python is None:
         unavailable("no python3 in /usr/bin for another user")
-    proc = subprocess.Popen([python, "-c", HOLDER, str(n), str(proto), name],
+    argv = [python, "-c", HOLDER, str(n), str(proto), name]
+    if cgroup is not None:
+        argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *argv]
+    proc = subprocess.Popen(argv,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=clean_env(), **extra)
     try:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from live import (
     as_root_without_ptrace,
     echo_pair,
     event,
+    holder,
     missing_pid,
     sock,
     status,
@@ -383,6 +385,54 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
     code, data, _ = out["unreadable"]
     assert code == 3, data
     assert {d["pid"] for d in data if "error" in d} >= set(network + loopback)
+
+
+# ---- our cgroup program as the source ---------------------------------------
+
+def test_cgroup_program_shown_as_the_source() -> None:
+    """A process in a cgroup carrying our program (idle 41, interval 7, count
+    3): status names the program and its cgroup, its sockets' source is
+    "cgroup", and apply keeps those values, saying who set them."""
+    import importlib
+
+    from keepalive_preload.live.proc import cgroup_mount
+
+    if os.geteuid() != 0:
+        unavailable("the cgroup mode needs root")
+    if not hasattr(importlib.import_module("keepalive_preload.cgroup"), "covering"):
+        unavailable("this build has no keepalive_preload.cgroup.covering yet")
+    mount = cgroup_mount()
+    if mount is None:
+        unavailable("no cgroup2 mount")
+    path = os.path.join(mount, f"kp-live-test-{os.getpid()}")
+    os.mkdir(path)
+    try:
+        attached = cli("cgroup", "attach", "--idle", "41", "--interval", "7", "--count", "3",
+                       path)
+        assert attached.returncode == 0, attached.stderr
+        with holder(1, cgroup=path) as (_, info):
+            pid = info["pid"]
+            (data,) = status(pid)
+            (program,) = data["cgroup_programs"]
+            assert (program["cgroup"], program["values"]["idle"]) == (path, 41)
+            established = [s for s in data["sockets"] if s["state"] == "ESTABLISHED"]
+            assert {(s["source"], s["options"]["idle"]) for s in established} == {
+                ("cgroup", 41)}
+            text = cli("status", str(pid)).stdout
+            assert f"cgroup program {program['prog_id']} on {path} (" in text
+            (report,) = json.loads(cli("apply", "--json", "--idle", "30", str(pid)).stdout)
+            for entry in report["sockets"]:
+                if entry["state"] == "ESTABLISHED":
+                    assert entry["action"] == "kept"
+                    assert entry["by"] == f"our cgroup program on {path}"
+    finally:
+        cli("cgroup", "detach", path)
+        for _ in range(50):  # bounded: the holder's exit frees the cgroup
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.1)
 
 
 # ---- without pidfd_getfd: the timer view, and one line saying why -----------

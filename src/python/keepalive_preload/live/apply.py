@@ -29,7 +29,7 @@ from .errors import LiveError
 from .pidfd import SOL_TCP, TCP_OPTIONS, Closed, Remote, read_options
 from .records import Applied, ApplyReport, Socket
 from .sockdiag import Tables
-from .status import Reader, source
+from .status import Reader, deciding, direction, listening_ports, role, source
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,18 +50,6 @@ _REFUSED = (errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EINVAL)
 _KEEPALIVE = ("idle", "interval", "count")
 
 
-def _port(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
-
-
-def role(sock: Socket, listening: set[int]) -> str:
-    """``listener``, ``accepted`` (an established socket on a port the process
-    listens on) or ``outbound``."""
-    if sock.state == "LISTEN":
-        return "listener"
-    return "accepted" if _port(sock.endpoint.local) in listening else "outbound"
-
-
 _fresh: dict[str, int] = {}
 
 
@@ -75,11 +63,12 @@ def fresh_values() -> dict[str, int]:
 
 
 def who(libraries: list[Library] | None, programs: list[CgroupProgram] | None,
-        options: dict[str, int]) -> str:
-    """Who set what a socket has, in words, as far as can be told."""
-    found = source({**options, "keepalive": 1}, libraries, programs)
-    if found == "cgroup":
-        chosen = next(p for p in programs or () if p.effective)
+        options: dict[str, int], way: str) -> str:
+    """Who set what a socket of direction ``way`` has, in words, as far as can
+    be told."""
+    found = source({**options, "keepalive": 1}, libraries, programs, way)
+    chosen = deciding(programs, way)
+    if found == "cgroup" and chosen is not None:
         return f"our cgroup program on {proc.escape(chosen.cgroup)}"
     if found == "library":
         names = ", ".join(sorted({lib.name for lib in libraries or ()}))
@@ -147,7 +136,7 @@ def _one(remote: Remote, sock: Socket, entry: Applied, values: dict[str, int], d
         wanted, kept, entry.not_set = plan(sock.state, now, values, derive, force)
         if kept:
             entry.kept = kept
-            entry.by = who(libraries, programs, now)
+            entry.by = who(libraries, programs, now, direction(entry.role))
         if not wanted:
             if kept:
                 entry.action = "kept"
@@ -156,7 +145,7 @@ def _one(remote: Remote, sock: Socket, entry: Applied, values: dict[str, int], d
                 entry.action = "unchanged"
                 # The values apply would set: an earlier apply's, as far as can be
                 # told (our cgroup program may carry the same ones).
-                by = who(libraries, programs, now)
+                by = who(libraries, programs, now, direction(entry.role))
                 by = (f"{by} or an earlier apply" if by.startswith("our cgroup")
                       else "an earlier apply")
                 entry.reason = f"it already has these values, set by {by}"
@@ -211,7 +200,7 @@ def apply(pid: int, variant: str, values: dict[str, int], force: bool = False,
         if sockets:
             programs, _ = reader.programs(reader.cgroup(pid))
         report = ApplyReport(pid, info.command)
-        listening = {_port(s.endpoint.local) for s in sockets if s.state == "LISTEN"}
+        listening = listening_ports(sockets)
         covered = ROLES[variant]
         for sock in sockets:
             e = sock.endpoint

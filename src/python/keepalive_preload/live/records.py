@@ -44,8 +44,8 @@ class Library:
 @dataclass
 class CgroupProgram:
     """Our cgroup program on the process's cgroup or an ancestor
-    (``keepalive_preload.cgroup.covering``); ``effective``: the one whose
-    values a connection gets."""
+    (``keepalive_preload.cgroup.covering``); ``effective``: its values are
+    the ones the connections of ``decides`` get (the nearest of ours wins)."""
 
     cgroup: str
     prog_id: int
@@ -53,10 +53,13 @@ class CgroupProgram:
     scope: str
     force: bool
     effective: bool
+    #: The directions ("outbound", "accepted") whose connections get its values.
+    decides: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {"cgroup": self.cgroup, "prog_id": self.prog_id, "values": self.values,
-                "scope": self.scope, "force": self.force, "effective": self.effective}
+                "scope": self.scope, "force": self.force, "effective": self.effective,
+                "decides": list(self.decides)}
 
 
 @dataclass

@@ -40,7 +40,8 @@ def _values(values: dict[str, int]) -> str:
 
 
 def _program(p: CgroupProgram) -> str:
-    gets = "applies" if p.effective else "overridden by a nearer one"
+    gets = (f"applies to {' and '.join(p.decides)} connections" if p.decides
+            else "overridden by a nearer one")
     return (f"cgroup program {p.prog_id} on {escape(p.cgroup)} ({p.scope}"
             f"{', force' if p.force else ''}; {_values(p.values)}): {gets}")
 
@@ -136,7 +137,9 @@ def _describe(entry: Applied) -> str:
 
 def format_apply(report: ApplyReport) -> str:
     """The text ``apply`` prints for one process."""
-    lines = [f"PID {report.pid} ({escape(report.command or '?')}):"]
+    if report.command is None:
+        return f"PID {report.pid}: {report.error}"
+    lines = [f"PID {report.pid} ({escape(report.command)}):"]
     if not report.sockets and report.error is None:
         lines.append("  no TCP sockets")
     lines.extend(_describe(e) for e in report.sockets)

@@ -43,9 +43,34 @@ if TYPE_CHECKING:
         scope: str
         force: bool
         effective: bool
+        decides: tuple[str, ...]
 
 #: The options whose values tell whose keepalive a socket has.
 KEEPALIVE_OPTIONS = ("idle", "interval", "count", "user_timeout")
+#: The directions of connections the cgroup program tells apart.
+DIRECTIONS = ("outbound", "accepted")
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def listening_ports(sockets: Sequence[Socket]) -> set[int]:
+    return {_port(s.endpoint.local) for s in sockets if s.state == "LISTEN"}
+
+
+def role(sock: Socket, listening: set[int]) -> str:
+    """``listener``, ``accepted`` (an established socket on a port the process
+    listens on) or ``outbound``."""
+    if sock.state == "LISTEN":
+        return "listener"
+    return "accepted" if _port(sock.endpoint.local) in listening else "outbound"
+
+
+def direction(role: str) -> str:
+    """The cgroup program's direction of a socket of ``role`` (a listener's
+    values go to the connections it accepts)."""
+    return "outbound" if role == "outbound" else "accepted"
 
 
 def _covering() -> Callable[[str], Sequence[_Attached]] | None:
@@ -92,7 +117,9 @@ class Reader:
             return known
         try:
             found = [CgroupProgram(str(a.cgroup), int(a.prog_id), dict(a.values),
-                                   str(a.scope), bool(a.force), bool(a.effective))
+                                   str(a.scope), bool(a.force), bool(a.effective),
+                                   tuple(getattr(a, "decides", DIRECTIONS if a.effective
+                                                 else ())))
                      for a in self._covering(cgroup)]
             result: tuple[list[CgroupProgram] | None, str | None] = (found, None)
         except PermissionError as exc:
@@ -110,15 +137,20 @@ def _matches(options: dict[str, int], values: dict[str, int]) -> bool:
                if wanted[name])
 
 
+def deciding(programs: list[CgroupProgram] | None, way: str) -> CgroupProgram | None:
+    """Our cgroup program whose values a connection of direction ``way`` gets."""
+    return next((p for p in programs or () if way in p.decides), None)
+
+
 def source(options: dict[str, int] | None, libraries: list[Library] | None,
-           programs: list[CgroupProgram] | None) -> str:
-    """Where a socket's keepalive comes from, as far as can be told (see
-    ``records.SOURCES``)."""
+           programs: list[CgroupProgram] | None, way: str = "outbound") -> str:
+    """Where the keepalive of a socket of direction ``way`` comes from, as far
+    as can be told (see ``records.SOURCES``)."""
     if options is None:
         return "unknown"
     if not options["keepalive"]:
         return "none"
-    chosen = next((p for p in programs or () if p.effective), None)
+    chosen = deciding(programs, way)
     if chosen is not None and _matches(options, chosen.values):
         return "cgroup"
     if libraries:
@@ -172,8 +204,10 @@ def inspect(pid: int, reader: Reader | None = None, *, listed: bool = False) -> 
             report.options_error = str(exc)
             for sock in report.sockets:
                 sock.options = None
+        listening = listening_ports(report.sockets)
         for sock in report.sockets:
-            sock.source = source(sock.options, report.libraries, report.cgroup_programs)
+            sock.source = source(sock.options, report.libraries, report.cgroup_programs,
+                                 direction(role(sock, listening)))
     # What was read is only true if the process did not exit meanwhile: an
     # exiting process closes its descriptors one by one.
     proc.still_there(pid)
