@@ -151,7 +151,8 @@ def test_node_exporter_serves_it(tmp_path: Path) -> None:
     """A real prometheus-node-exporter with only the textfile collector, on a
     free loopback port: its scrape carries our metrics and no textfile error."""
     exporter = need("prometheus-node-exporter")
-    result = cli("metrics", "--output", str(tmp_path / "keepalive_preload.prom"))
+    with holder(1):
+        result = cli("metrics", "--output", str(tmp_path / "keepalive_preload.prom"))
     assert result.returncode == 0, result.stderr
     port = _free_port()
     proc = subprocess.Popen([exporter, "--collector.disable-defaults", "--collector.textfile",

@@ -44,6 +44,9 @@ def collect() -> Snapshot:
     with the keepalive their timer shows and source "unknown"."""
     started = time.monotonic()
     reports, reader = inspect_all()
+    # This namespace's table also when no process here could be read.
+    me = os.getpid()
+    reader.tables.for_process(me, os.stat(f"/proc/{me}/ns/net").st_ino)
     snap = Snapshot(timestamp=time.time())
     seen: set[int] = set()
     for report in reports:
