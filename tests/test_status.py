@@ -311,9 +311,16 @@ def test_all_lists_our_processes_needing_attention_first() -> None:
         # Those needing attention come first.
         assert max(pids.index(plain_server.pid), pids.index(plain_client.pid)) < min(
             pids.index(good_server.pid), pids.index(good_client.pid))
-        text = cli("status", "--all", "--include-loopback").stdout
-        assert f"    fd {plain_out['fd']}  " in text
-        assert f"    fd {plain_out['fd']}  " not in cli("status", "--all").stdout
+        def details(*args: str) -> list[str]:
+            """The lines under the client's row of the --all table."""
+            lines = cli("status", "--all", *args).stdout.splitlines()
+            at = next(i for i, line in enumerate(lines)
+                      if line.split()[0] == str(plain_client.pid))
+            return [x for x in lines[at + 1:at + 3] if x.startswith("    fd ")]
+
+        (line,) = details("--include-loopback")
+        assert line.startswith(f"    fd {plain_out['fd']}  127.0.0.1:")
+        assert details() == []  # a loopback connection: left out by default
 
 
 def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
