@@ -29,6 +29,7 @@ COMMANDS = {
     "apply": "set the options on the TCP sockets of running processes",
     "cgroup": "keepalive for every process of a cgroup (eBPF; static binaries too)",
     "metrics": "the host's TCP connections and their keepalive, for Prometheus",
+    "config": "check a configuration file with the libraries' own parser",
 }
 
 
