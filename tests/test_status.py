@@ -394,6 +394,64 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
     assert {d["pid"] for d in data if "error" in d} >= set(network + loopback)
 
 
+def test_cron_recipe_as_written(tmp_path: Path) -> None:
+    """The cron line of docs/live-processes.md, run as cron would (sh -c, the
+    command after the five time fields and the user), in PID and network
+    namespaces of the test's own: output (cron mails it) while a connection
+    that crosses a network lacks keepalive, none once `apply` fixed it (a
+    loopback pair without keepalive beside it), none when only some processes
+    cannot be read."""
+    if os.geteuid() != 0:
+        unavailable("new PID and network namespaces need root")
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "live-processes.md").read_text()
+    (line,) = [x for x in doc.splitlines() if x.startswith("*/15 ")]
+    command = line.split(None, 6)[6]
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import json, os, subprocess, sys
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "addr", "add", "10.200.9.3/32", "dev", "lo"], check=True)
+        kp, echo = {ENTRY_POINTS["module"]!r}, {ECHO!r}
+        env = dict(os.environ, PATH={os.path.dirname(sys.executable)!r} + ":/usr/bin:/bin")
+        procs = []
+        def pair(address):
+            server = subprocess.Popen([*echo, "serve", address, "0"], stdout=subprocess.PIPE,
+                                      text=True)
+            port = json.loads(server.stdout.readline())["port"]
+            client = subprocess.Popen([*echo, "connect", address, str(port)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            client.stdout.readline(); server.stdout.readline()
+            procs.extend([server, client])
+            return [server.pid, client.pid]
+        def cron(*prefix):
+            done = subprocess.run([*prefix, "sh", "-c", sys.argv[1]], capture_output=True,
+                                  text=True, timeout=60, env=env)
+            return [done.returncode, done.stdout, done.stderr]
+        network = pair("10.200.9.3"); pair("127.0.0.1")
+        out = {{"network": network, "before": cron()}}
+        subprocess.run([*kp, "apply", *map(str, network)], check=True, capture_output=True)
+        out["after"] = cron()
+        out["unreadable"] = cron("setpriv", "--bounding-set=-sys_ptrace",
+                                 "--inh-caps=-sys_ptrace")
+        for p in procs:
+            p.kill(); p.wait()
+        print(json.dumps(out))
+    """))
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--net",
+                           sys.executable, str(driver), command], capture_output=True,
+                          text=True, timeout=120, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    _, text, _ = out["before"]
+    assert text.splitlines()[0].split() == ["PID", "COMMAND", "ESTABLISHED",
+                                            "WITHOUT_KEEPALIVE"]
+    lacking = {int(x.split()[0]) for x in text.splitlines()[1:]
+               if x[:1].isdigit() and x.split()[3] == "1"}
+    assert lacking == set(out["network"])
+    assert out["after"][1] == ""
+    assert out["unreadable"][1] == ""
+
+
 # ---- our cgroup program as the source ---------------------------------------
 
 def test_cgroup_program_shown_as_the_source() -> None:
