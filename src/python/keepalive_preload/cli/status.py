@@ -10,7 +10,7 @@ from ..live.errors import LiveError
 from ..live.proc import parse_pid
 from ..live.records import ProcessStatus, Unreadable
 from ..live.show import format_all, format_status
-from ..live.status import Reader, inspect, inspect_all
+from ..live.status import Reader, inspect, inspect_all, no_gc
 from .args import COMMANDS, FAILURE, OK, PROG, UNKNOWN, typed
 
 TYPE_CHECKING = False
@@ -51,6 +51,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     reader = Reader()
     results: list[dict[str, object]] = []
     texts: list[str] = []
+    with no_gc():
+        failed = _each(args, reader, results, texts)
+    if args.json:
+        print_json(results)
+    elif texts:
+        print("\n\n".join(texts))
+    return FAILURE if failed else OK
+
+
+def _each(args: argparse.Namespace, reader: Reader, results: list[dict[str, object]],
+          texts: list[str]) -> bool:
+    """status of each PID, into ``results`` (JSON) or ``texts``; whether one failed."""
+    failed = False
+    loopback = args.include_loopback
     for pid in args.pids:
         try:
             report = inspect(pid, reader)
@@ -63,11 +77,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             results.append(report.to_json(loopback))
         else:
             texts.append(format_status(report))
-    if args.json:
-        print_json(results)
-    elif texts:
-        print("\n\n".join(texts))
-    return FAILURE if failed else OK
+    return failed
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -29,7 +29,16 @@ from .errors import LiveError
 from .pidfd import SOL_TCP, TCP_OPTIONS, Closed, Remote, read_options
 from .records import Applied, ApplyReport, Socket
 from .sockdiag import Tables
-from .status import Reader, deciding, direction, listening_ports, role, source
+from .status import (
+    Reader,
+    deciding,
+    direction,
+    listening_ports,
+    no_gc,
+    role,
+    sockets_of,
+    source,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -193,8 +202,7 @@ def apply(pid: int, variant: str, values: dict[str, int], force: bool = False,
         sockets: list[Socket] = []
         if inodes:
             table = reader.tables.for_process(pid, proc.netns(pid))
-            sockets = sorted((Socket(fd, table[inode]) for inode, fd in inodes.items()
-                              if inode in table), key=lambda s: s.fd)
+            sockets = sockets_of(inodes, table)
         proc.still_there(pid)
         programs = None
         if sockets:
@@ -236,11 +244,12 @@ def apply_pids(pids: Sequence[int], variant: str, values: dict[str, int], force:
     None and ``error`` (for ``cgroup attach --existing`` and the CLI)."""
     reader = Reader()
     reports = []
-    for pid in pids:
-        try:
-            reports.append(apply(pid, variant, values, force, dry_run, debug, reader))
-        except LiveError as exc:
-            reports.append(ApplyReport(pid, None, error=str(exc)))
+    with no_gc():
+        for pid in pids:
+            try:
+                reports.append(apply(pid, variant, values, force, dry_run, debug, reader))
+            except LiveError as exc:
+                reports.append(ApplyReport(pid, None, error=str(exc)))
     return reports
 
 

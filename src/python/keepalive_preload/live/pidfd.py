@@ -90,7 +90,9 @@ class Remote:
         try:
             if os.fstat(dup).st_ino != inode:
                 raise Closed(fd)
-            return socket.socket(fileno=dup)
+            # Family and type given: Python then asks the kernel nothing more
+            # (getsockopt at SOL_SOCKET and SOL_TCP works whatever they are).
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=dup)
         except BaseException:
             os.close(dup)
             raise

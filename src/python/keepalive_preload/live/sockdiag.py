@@ -19,11 +19,16 @@ import ctypes
 import os
 import socket
 import struct
+import sys
 import threading
 
 from .. import _syscalls
 from .errors import AccessDenied, LiveError, NoSuchProcess, ReadError
 from .records import Endpoint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # include/net/tcp_states.h
 STATES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
@@ -87,7 +92,52 @@ class _Request(ctypes.Structure):
 
 _HEADER = ctypes.sizeof(NlMsgHdr)
 _MSG = ctypes.sizeof(InetDiagMsg)
+_INODE = InetDiagMsg.idiag_inode.offset
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+
+
+class Table:
+    """inode -> ``Endpoint`` for the TCP sockets of one network namespace.
+    sock_diag rows are kept as the kernel sent them and decoded when looked up
+    (a ``status PID`` on a host with 40,000 sockets decodes only that
+    process's)."""
+
+    def __init__(self) -> None:
+        self._raw: dict[int, tuple[bytes, str]] = {}
+        self._decoded: dict[int, Endpoint] = {}
+
+    def __len__(self) -> int:
+        return len(self._raw) + len(self._decoded)
+
+    def __contains__(self, inode: int) -> bool:
+        return inode in self._raw or inode in self._decoded
+
+    def add_raw(self, inode: int, msg: bytes, protocol: str) -> None:
+        self._raw[inode] = (msg, protocol)
+
+    def add(self, endpoint: Endpoint) -> None:
+        self._decoded[endpoint.inode] = endpoint
+
+    def get(self, inode: int) -> Endpoint | None:
+        found = self._decoded.get(inode)
+        if found is not None:
+            return found
+        raw = self._raw.get(inode)
+        return None if raw is None else _decode(inode, *raw)
+
+    def items(self) -> Iterator[tuple[int, Endpoint]]:
+        for inode, (msg, protocol) in self._raw.items():
+            yield inode, _decode(inode, msg, protocol)
+        yield from self._decoded.items()
+
+
+def _decode(inode: int, raw: bytes, protocol: str) -> Endpoint:
+    msg = InetDiagMsg.from_buffer_copy(raw)
+    ident = msg.id
+    return _endpoint(inode, protocol, msg.idiag_family, msg.idiag_state, msg.idiag_timer,
+                     msg.idiag_expires, bytes(ident.idiag_src),
+                     socket.ntohs(ident.idiag_sport), bytes(ident.idiag_dst),
+                     socket.ntohs(ident.idiag_dport))
 
 
 def _is_loopback(family: int, raw: bytes) -> bool:
@@ -115,7 +165,7 @@ def _endpoint(inode: int, protocol: str, family: int, state: int, timer: int, ex
                     round(expires_ms / 1000, 2) if kind else None, loopback)
 
 
-def _dump(sock: socket.socket, family: int, protocol: int, into: dict[int, Endpoint]) -> None:
+def _dump(sock: socket.socket, family: int, protocol: int, into: Table) -> None:
     request = _Request()
     request.header.nlmsg_len = ctypes.sizeof(_Request) if protocol > 255 else (
         _HEADER + ctypes.sizeof(InetDiagReqV2))
@@ -131,8 +181,10 @@ def _dump(sock: socket.socket, family: int, protocol: int, into: dict[int, Endpo
     sock.sendto(bytes(request)[:request.header.nlmsg_len], (0, 0))
     name = "mptcp" if protocol == IPPROTO_MPTCP else "tcp"
     header = struct.Struct("=IHHII")
-    from_buffer = InetDiagMsg.from_buffer_copy
-    ntohs = socket.ntohs
+    inode_at = _HEADER + _INODE
+    from_bytes = int.from_bytes
+    order = sys.byteorder
+    add = into.add_raw
     while True:
         data = sock.recv(1 << 16)
         offset = 0
@@ -144,14 +196,9 @@ def _dump(sock: socket.socket, family: int, protocol: int, into: dict[int, Endpo
                 (code,) = struct.unpack_from("=i", data, offset + _HEADER)
                 raise OSError(-code, os.strerror(-code))
             if length >= _HEADER + _MSG:
-                msg = from_buffer(data, offset + _HEADER)
-                if msg.idiag_inode:
-                    ident = msg.id
-                    into[msg.idiag_inode] = _endpoint(
-                        msg.idiag_inode, name, msg.idiag_family, msg.idiag_state,
-                        msg.idiag_timer, msg.idiag_expires, bytes(ident.idiag_src),
-                        ntohs(ident.idiag_sport), bytes(ident.idiag_dst),
-                        ntohs(ident.idiag_dport))
+                inode = from_bytes(data[offset + inode_at:offset + inode_at + 4], order)
+                if inode:  # 0: a socket no process holds (an MPTCP subflow)
+                    add(inode, data[offset + _HEADER:offset + _HEADER + _MSG], name)
             offset += (length + 3) & ~3
         if not data:
             return
@@ -189,10 +236,10 @@ def _netlink_in(pid: int | None) -> socket.socket:
     return made[0]
 
 
-def sock_diag(pid: int | None = None) -> dict[int, Endpoint]:
-    """inode -> endpoint for every TCP and MPTCP socket (but TIME-WAIT) in the
-    network namespace of ``pid`` (None: this process's)."""
-    table: dict[int, Endpoint] = {}
+def sock_diag(pid: int | None = None) -> Table:
+    """Every TCP and MPTCP socket (but TIME-WAIT) in the network namespace of
+    ``pid`` (None: this process's)."""
+    table = Table()
     with _netlink_in(pid) as sock:
         for family in (socket.AF_INET, socket.AF_INET6):
             _dump(sock, family, socket.IPPROTO_TCP, table)
@@ -213,11 +260,11 @@ def _proc_address(text: str) -> tuple[int, bytes, int]:
     return family, packed, int(port, 16)
 
 
-def proc_tables(pid: int) -> dict[int, Endpoint]:
+def proc_tables(pid: int) -> Table:
     """The same from ``/proc/PID/net/tcp{,6}`` (TCP only): readable without
     joining the namespace."""
     hz = os.sysconf("SC_CLK_TCK")
-    table: dict[int, Endpoint] = {}
+    table = Table()
     for name in ("tcp", "tcp6"):
         try:
             with open(f"/proc/{pid}/net/{name}") as f:
@@ -238,8 +285,8 @@ def proc_tables(pid: int) -> dict[int, Endpoint]:
             family, src, sport = _proc_address(row[1])
             _, dst, dport = _proc_address(row[2])
             timer, when = row[5].split(":")
-            table[inode] = _endpoint(inode, "tcp", family, state, int(timer, 16),
-                                     int(when, 16) * 1000 / hz, src, sport, dst, dport)
+            table.add(_endpoint(inode, "tcp", family, state, int(timer, 16),
+                                int(when, 16) * 1000 / hz, src, sport, dst, dport))
     return table
 
 
@@ -250,11 +297,11 @@ class Tables:
     ``reads`` counts the namespaces read (the benchmark and tests look)."""
 
     def __init__(self) -> None:
-        self._by_netns: dict[int, dict[int, Endpoint]] = {}
+        self._by_netns: dict[int, Table] = {}
         self._own = os.stat("/proc/self/ns/net").st_ino
         self.reads = 0
 
-    def for_process(self, pid: int, netns: int) -> dict[int, Endpoint]:
+    def for_process(self, pid: int, netns: int) -> Table:
         table = self._by_netns.get(netns)
         if table is None:
             table = self._read(pid, netns)
@@ -262,10 +309,10 @@ class Tables:
             self.reads += 1
         return table
 
-    def all(self) -> list[dict[int, Endpoint]]:
+    def all(self) -> list[Table]:
         return list(self._by_netns.values())
 
-    def _read(self, pid: int, netns: int) -> dict[int, Endpoint]:
+    def _read(self, pid: int, netns: int) -> Table:
         try:
             return sock_diag(None if netns == self._own else pid)
         except LiveError:

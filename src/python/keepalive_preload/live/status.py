@@ -14,6 +14,8 @@ Formatting is ``show``'s; this module only reads.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import os
 
@@ -28,12 +30,12 @@ from .errors import (
     ZombieProcess,
 )
 from .pidfd import Closed, Remote, read_options
-from .records import CgroupProgram, Endpoint, Library, ProcessStatus, Socket, Unreadable
-from .sockdiag import Tables
+from .records import CgroupProgram, Library, ProcessStatus, Socket, Unreadable
+from .sockdiag import Table, Tables
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Protocol
 
     class _Attached(Protocol):
@@ -160,10 +162,28 @@ def source(options: dict[str, int] | None, libraries: list[Library] | None,
     return "program"
 
 
-def _sockets(inodes: dict[int, int], table: dict[int, Endpoint]) -> list[Socket]:
-    found = [Socket(fd, table[inode]) for inode, fd in inodes.items() if inode in table]
+def sockets_of(inodes: dict[int, int], table: Table) -> list[Socket]:
+    """The process's TCP sockets (``inodes``: inode -> fd), by fd."""
+    found = []
+    for inode, fd in inodes.items():
+        endpoint = table.get(inode)
+        if endpoint is not None:
+            found.append(Socket(fd, endpoint))
     found.sort(key=lambda s: s.fd)
     return found
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while tens of thousands of records
+    (none in a cycle) are made: its passes over them cost more than the walk."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def inspect(pid: int, reader: Reader | None = None, *, listed: bool = False) -> ProcessStatus:
@@ -188,7 +208,7 @@ def inspect(pid: int, reader: Reader | None = None, *, listed: bool = False) -> 
         report.libraries_error = str(exc)
     if inodes:
         table = reader.tables.for_process(pid, proc.netns(pid))
-        report.sockets = _sockets(inodes, table)
+        report.sockets = sockets_of(inodes, table)
     if report.sockets:
         report.cgroup = reader.cgroup(pid)
         report.cgroup_programs, report.cgroup_error = reader.programs(report.cgroup)
@@ -223,6 +243,19 @@ def inspect_all(include_loopback: bool = True,
     reader = Reader()
     reports: list[ProcessStatus | Unreadable] = []
     me = os.getpid()
+    with no_gc():
+        _walk(reader, reports, me)
+
+    def order(r: ProcessStatus | Unreadable) -> tuple[int, bool, int]:
+        if isinstance(r, Unreadable):
+            return (0, False, r.pid)
+        return (-r.without_keepalive(include_loopback), True, r.pid)
+
+    reports.sort(key=order)
+    return reports, reader
+
+
+def _walk(reader: Reader, reports: list[ProcessStatus | Unreadable], me: int) -> None:
     for pid in proc.pids():
         if pid == me:
             continue
@@ -241,11 +274,3 @@ def inspect_all(include_loopback: bool = True,
             continue
         if report.sockets:
             reports.append(report)
-
-    def order(r: ProcessStatus | Unreadable) -> tuple[int, bool, int]:
-        if isinstance(r, Unreadable):
-            return (0, False, r.pid)
-        return (-r.without_keepalive(include_loopback), True, r.pid)
-
-    reports.sort(key=order)
-    return reports, reader
