@@ -84,7 +84,10 @@ def who(libraries: list[Library] | None, programs: list[CgroupProgram] | None,
         return f"our library ({names} is mapped in the process)"
     if found == "program" and programs is not None:
         return "the program (or an earlier apply with other values)"
-    return "unknown"
+    if libraries is None:
+        return "someone (who cannot be told: the process's libraries could not be read)"
+    return "the program or our cgroup program (which cannot be told: the cgroup programs " \
+        "could not be read)"
 
 
 def plan(state: str, now: dict[str, int], values: dict[str, int], derive: bool,
