@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
+from dataclasses import dataclass
 
 from .._options import OPTIONS, WORDS, effective
 from . import proc
@@ -132,56 +133,110 @@ def _set(sock: socket.socket, name: str, value: int) -> None:
         sock.setsockopt(SOL_TCP, TCP_OPTIONS[name], value)
 
 
-def _one(remote: Remote, sock: Socket, entry: Applied, values: dict[str, int], derive: bool,
-         force: bool, dry_run: bool, debug: bool, libraries: list[Library] | None,
-         programs: list[CgroupProgram] | None) -> None:
-    """Plan, set and read back one socket; raises ``LiveError`` when the
-    process cannot be read any more."""
-    try:
-        dup = remote.socket(sock.fd, sock.endpoint.inode)
-    except Closed:
-        entry.reason = "closed meanwhile"
-        return
-    with dup:
-        now = read_options(dup)
-        entry.before = now
-        wanted, kept, entry.not_set = plan(sock.state, now, values, derive, force)
+@dataclass
+class Request:
+    """What ``apply`` was asked: the variant, the values as the libraries set
+    them (``derive``: the user timeout was -1, derived per socket), and how."""
+
+    variant: str
+    values: dict[str, int]
+    derive: bool
+    force: bool = False
+    dry_run: bool = False
+    debug: bool = False
+
+    @classmethod
+    def of(cls, variant: str, values: dict[str, int], force: bool = False,
+           dry_run: bool = False, debug: bool = False) -> Request:
+        return cls(variant, effective(dict(values)), values.get("user_timeout") == -1, force,
+                   dry_run, debug)
+
+
+class _Pass:
+    """One pass over one process's sockets, through one pidfd."""
+
+    def __init__(self, remote: Remote, request: Request, libraries: list[Library] | None,
+                 programs: list[CgroupProgram] | None) -> None:
+        self.remote = remote
+        self.request = request
+        self.libraries = libraries
+        self.programs = programs
+
+    def visit(self, sock: Socket, entry: Applied) -> None:
+        """Plan, set and read back one socket; raises ``LiveError`` when the
+        process cannot be read any more."""
+        try:
+            dup = self.remote.socket(sock.fd, sock.endpoint.inode)
+        except Closed:
+            entry.reason = "closed meanwhile"
+            return
+        with dup:
+            now = read_options(dup)
+            entry.before = now
+            wanted = self._judge(sock, entry, now)
+            if not wanted:
+                return
+            entry.set = dict(wanted)
+            if self.request.dry_run:
+                entry.action = "would set"
+                return
+            self._write(dup, sock, entry, wanted)
+            entry.after = read_options(dup)
+            entry.action = "failed" if entry.errors else "set"
+
+    def _judge(self, sock: Socket, entry: Applied, now: dict[str, int]) -> dict[str, int]:
+        """What to set; an empty plan says why on ``entry``."""
+        r = self.request
+        wanted, kept, entry.not_set = plan(sock.state, now, r.values, r.derive, r.force)
+        by = who(self.libraries, self.programs, now, direction(entry.role))
         if kept:
-            entry.kept = kept
-            entry.by = who(libraries, programs, now, direction(entry.role))
-        if not wanted:
-            if kept:
-                entry.action = "kept"
-                entry.reason = f"already set by {entry.by}; --force sets ours"
-            else:
-                entry.action = "unchanged"
-                # The values apply would set: an earlier apply's, as far as can be
-                # told (our cgroup program may carry the same ones).
-                by = who(libraries, programs, now, direction(entry.role))
-                by = (f"{by} or an earlier apply" if by.startswith("our cgroup")
-                      else "an earlier apply")
-                entry.reason = f"it already has these values, set by {by}"
-            return
-        entry.set = wanted
-        if dry_run:
-            entry.action = "would set"
-            return
+            entry.kept, entry.by = kept, by
+        if wanted:
+            return wanted
+        if kept:
+            entry.action = "kept"
+            entry.reason = f"already set by {by}; --force sets ours"
+        else:
+            # The values apply would set: an earlier apply's, as far as can be
+            # told (our cgroup program may carry the same ones).
+            entry.action = "unchanged"
+            by = f"{by} or an earlier apply" if by.startswith("our cgroup") else (
+                "an earlier apply")
+            entry.reason = f"it already has these values, set by {by}"
+        return {}
+
+    def _write(self, dup: socket.socket, sock: Socket, entry: Applied,
+               wanted: dict[str, int]) -> None:
         for name, value in wanted.items():
             try:
                 _set(dup, name, value)
             except OSError as exc:
                 if sock.endpoint.protocol == "mptcp" and exc.errno in _REFUSED:
                     entry.not_set[name] = "the kernel does not take it on MPTCP sockets"
-                    continue
-                entry.errors[name] = exc.strerror or str(exc)
+                    entry.set.pop(name, None)
+                else:
+                    entry.errors[name] = exc.strerror or str(exc)
                 continue
-            if debug:
-                sys.stderr.write(f"keepalive-preload: PID {remote.pid} fd {sock.fd}: "
+            if self.request.debug:
+                sys.stderr.write(f"keepalive-preload: PID {self.remote.pid} fd {sock.fd}: "
                                  f"{name} = {value}\n")
-        for name in entry.not_set:
-            entry.set.pop(name, None)
-        entry.after = read_options(dup)
-        entry.action = "failed" if entry.errors else "set"
+
+
+def _target(pid: int, reader: Reader,
+            ) -> tuple[list[Socket], list[Library] | None, list[CgroupProgram] | None]:
+    """The process's TCP sockets, our libraries in it and our cgroup programs
+    over it (it must not be exiting)."""
+    inodes = proc.socket_inodes(pid)
+    try:
+        libraries: list[Library] | None = proc.mapped_libraries(pid)
+    except LiveError:
+        libraries = None
+    sockets: list[Socket] = []
+    if inodes:
+        sockets = sockets_of(inodes, reader.tables.for_process(pid, proc.netns(pid)))
+    proc.still_there(pid)
+    programs = reader.programs(reader.cgroup(pid))[0] if sockets else None
+    return sockets, libraries, programs
 
 
 def apply(pid: int, variant: str, values: dict[str, int], force: bool = False,
@@ -193,43 +248,28 @@ def apply(pid: int, variant: str, values: dict[str, int], force: bool = False,
     cannot be read or changed at all; a pass that stops half way returns the
     report with ``error`` set and every socket it changed."""
     reader = reader or Reader()
-    derive = values.get("user_timeout") == -1
-    final = effective(dict(values))
+    request = Request.of(variant, values, force, dry_run, debug)
     info = proc.process(pid)
     with Remote(pid) as remote:
-        inodes = proc.socket_inodes(pid)
-        try:
-            libraries: list[Library] | None = proc.mapped_libraries(pid)
-        except LiveError:
-            libraries = None
-        sockets: list[Socket] = []
-        if inodes:
-            table = reader.tables.for_process(pid, proc.netns(pid))
-            sockets = sockets_of(inodes, table)
-        proc.still_there(pid)
-        programs = None
-        if sockets:
-            programs, _ = reader.programs(reader.cgroup(pid))
+        sockets, libraries, programs = _target(pid, reader)
+        one = _Pass(remote, request, libraries, programs)
         report = ApplyReport(pid, info.command)
         listening = listening_ports(sockets)
-        covered = ROLES[variant]
         for sock in sockets:
             e = sock.endpoint
             entry = Applied(sock.fd, e.state, e.local, e.remote, role(sock, listening))
-            report.sockets.append(entry)
             if e.state not in STATE_CLASS:
                 entry.reason = f"state {e.state}"
-            elif entry.role not in covered:
+            elif entry.role not in ROLES[variant]:
                 entry.reason = f"not covered by --{WORDS[variant]}"
             else:
                 try:
-                    _one(remote, sock, entry, final, derive, force, dry_run, debug, libraries,
-                         programs)
+                    one.visit(sock, entry)
                 except LiveError as exc:
-                    report.sockets.pop()
                     report.error = (f"stopped after {len(report.sockets)} of {len(sockets)} "
                                     f"sockets: {exc}")
                     break
+            report.sockets.append(entry)
         if report.error is None:
             # An exiting process closes its descriptors one by one: sockets
             # "closed meanwhile" would hide that the pass did not reach them.
@@ -256,4 +296,4 @@ def apply_pids(pids: Sequence[int], variant: str, values: dict[str, int], force:
     return reports
 
 
-__all__ = ["Tables", "apply", "apply_pids", "plan", "role"]
+__all__ = ["Request", "Tables", "apply", "apply_pids", "plan", "role"]

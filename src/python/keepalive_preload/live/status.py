@@ -27,6 +27,7 @@ from .errors import (
     LiveError,
     NoSuchProcess,
     NotAProcess,
+    ReadError,
     ZombieProcess,
 )
 from .pidfd import Closed, Remote, read_options
@@ -186,6 +187,23 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
+def _read_options(report: ProcessStatus) -> None:
+    """The options of each socket, read through one pidfd; where the process
+    may not be read (or the kernel is too old), the reason instead."""
+    try:
+        with Remote(report.pid) as remote:
+            for sock in report.sockets:
+                try:
+                    with remote.socket(sock.fd, sock.endpoint.inode) as dup:
+                        sock.options = read_options(dup)
+                except Closed:
+                    sock.options = None
+    except (AccessDenied, KernelTooOld) as exc:
+        report.options_error = str(exc)
+        for sock in report.sockets:
+            sock.options = None
+
+
 def inspect(pid: int, reader: Reader | None = None, *, listed: bool = False) -> ProcessStatus:
     """One process: its TCP sockets (state, addresses, timer, options read
     from the socket, their source), our libraries it has mapped, our cgroup
@@ -202,28 +220,14 @@ def inspect(pid: int, reader: Reader | None = None, *, listed: bool = False) -> 
     inodes = proc.socket_inodes(pid)
     try:
         report.libraries = proc.mapped_libraries(pid)
-    except (AccessDenied, NoSuchProcess) as exc:
-        if isinstance(exc, NoSuchProcess):
-            raise
+    except (AccessDenied, ReadError) as exc:
         report.libraries_error = str(exc)
     if inodes:
-        table = reader.tables.for_process(pid, proc.netns(pid))
-        report.sockets = sockets_of(inodes, table)
+        report.sockets = sockets_of(inodes, reader.tables.for_process(pid, proc.netns(pid)))
     if report.sockets:
         report.cgroup = reader.cgroup(pid)
         report.cgroup_programs, report.cgroup_error = reader.programs(report.cgroup)
-        try:
-            with Remote(pid) as remote:
-                for sock in report.sockets:
-                    try:
-                        with remote.socket(sock.fd, sock.endpoint.inode) as dup:
-                            sock.options = read_options(dup)
-                    except Closed:
-                        sock.options = None
-        except (AccessDenied, KernelTooOld) as exc:
-            report.options_error = str(exc)
-            for sock in report.sockets:
-                sock.options = None
+        _read_options(report)
         listening = listening_ports(report.sockets)
         for sock in report.sockets:
             sock.source = source(sock.options, report.libraries, report.cgroup_programs,
