@@ -14,7 +14,6 @@ import errno
 import importlib
 import os
 import sys
-from typing import cast
 
 from .._version import __version__
 from .args import COMMANDS, FAILURE, PROG, Parser
@@ -71,7 +70,7 @@ def parser(chosen: str | None = None) -> Parser:
 
 def module(name: str) -> Subcommand:
     """The module of subcommand ``name``."""
-    return cast("Subcommand", importlib.import_module(f"{__name__}.{name}"))
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def _quiet_exit(status: int) -> int:
