@@ -19,6 +19,7 @@ from support import (
     Server,
     clean_env,
     compile_helper,
+    static_helper,
     stop,
     unavailable,
 )
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 def probe(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/helpers/probe.c: one socket call, reported as JSON."""
     return compile_helper(tmp_path_factory, "probe.c")
+
+
+@pytest.fixture(scope="session")
+def static_probe(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/helpers/probe.c, linked statically: LD_PRELOAD cannot reach it."""
+    return static_helper(tmp_path_factory, "probe.c")
 
 
 @pytest.fixture(scope="session")

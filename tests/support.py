@@ -39,6 +39,17 @@ DEFAULTS = {"SO_KEEPALIVE": 1, **{o.variable: value for o, value in (
     (BY_NAME[name], value) for name, value in effective({}).items()) if value != 0}}
 
 
+#: Values a test preloads or applies that differ from every default, so that
+#: what a socket reports shows where its values came from.
+FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
+
+
+def subset(report: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``report`` that ``expected`` names (None where missing),
+    to compare with ``expected`` in one assertion."""
+    return {key: report.get(key) for key in expected}
+
+
 def unavailable(reason: str) -> NoReturn:
     """Skip with ``reason``; in CI, fail instead: CI must run every test."""
     if IN_CI:
@@ -174,6 +185,14 @@ def compile_helper(tmp_path_factory: pytest.TempPathFactory, source: str,
     subprocess.run([cc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", *flags,
                     "-o", str(out), str(HELPERS / source)], check=True, timeout=120)
     return str(out)
+
+
+def static_helper(tmp_path_factory: pytest.TempPathFactory, source: str) -> str:
+    """tests/helpers/<source> linked statically: LD_PRELOAD cannot reach it."""
+    try:
+        return compile_helper(tmp_path_factory, source, "-static")
+    except subprocess.CalledProcessError as exc:
+        unavailable(f"cannot link {source} statically (libc6-dev's libc.a missing?): {exc}")
 
 
 def run(argv: list[str], env: dict[str, str],

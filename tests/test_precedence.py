@@ -23,6 +23,7 @@ from support import (
     reports,
     run,
     serve_one,
+    subset,
 )
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
@@ -61,10 +62,6 @@ def claims(stderr: str) -> dict[str, int]:
         tail = line.rsplit(": ", 1)[-1]
         said.update((name, int(value)) for name, value in PAIR.findall(tail))
     return said
-
-
-def subset(report: dict[str, Any], expected: dict[str, int]) -> dict[str, Any]:
-    return {key: report[key] for key in expected}
 
 
 # Where the program sets its own: before or after connect(), before listen()
