@@ -22,9 +22,19 @@ OPTIONS = _options.OPTIONS
 
 
 def test_environ_keywords_are_the_table() -> None:
+    """environ() takes each row of the table by its name (and nothing else
+    besides debug, force and base); its docstring lists them."""
     parameters = inspect.signature(keepalive_preload.environ).parameters.values()
     keywords = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
-    assert keywords == [o.name for o in OPTIONS] + ["debug", "force", "base"]
+    assert keywords == ["debug", "force", "base"]
+    assert [p.kind for p in parameters][-1] is inspect.Parameter.VAR_KEYWORD
+    for option in OPTIONS:
+        value = option.minimum if option.default <= 0 else option.default
+        env = keepalive_preload.environ("socket", debug=False, force=False, base={},
+                                        **{option.name: value})
+        assert env[option.variable] == str(value)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'idel'"):
+        keepalive_preload.environ(idel=30)
     for option in OPTIONS:
         assert f"``{option.name}`` (``{option.variable}``" in (keepalive_preload.environ.__doc__
                                                                 or "")
