@@ -65,8 +65,12 @@ def test_every_artefact(release: Release) -> None:
     names = sorted(p.name for p in release.dist.iterdir())
     assert names == sorted([
         f"keepalive_preload-{VERSION}.tar.gz", *WHEELS.values(),
-        f"keepalive-preload_{VERSION}-1_amd64.deb", f"keepalive-preload_{VERSION}-1_arm64.deb",
-        f"keepalive-preload-{VERSION}-1.x86_64.rpm", f"keepalive-preload-{VERSION}-1.aarch64.rpm",
+        # The libraries per architecture; the command architecture-independent.
+        f"libkeepalive-preload_{VERSION}-1_amd64.deb",
+        f"libkeepalive-preload_{VERSION}-1_arm64.deb", f"keepalive-preload_{VERSION}-1_all.deb",
+        f"libkeepalive-preload-{VERSION}-1.x86_64.rpm",
+        f"libkeepalive-preload-{VERSION}-1.aarch64.rpm",
+        f"keepalive-preload-{VERSION}-1.noarch.rpm",
     ])
 
 

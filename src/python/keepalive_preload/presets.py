@@ -41,13 +41,26 @@ class Preset:
 
 
 PRESETS = (
-    Preset("aws-nlb", "AWS Network Load Balancer (TCP listener)", 350, 240, 20, 5,
-           "AWS, Elastic Load Balancing, \"Update the TCP idle timeout for your Network Load "
-           "Balancer listener\": https://docs.aws.amazon.com/elasticloadbalancing/latest/"
+    Preset("aws-nlb", "AWS Network Load Balancer (TCP default, 60-6000 s configurable; "
+           "TLS fixed)",
+           350, 240, 20, 5,
+           "AWS, Elastic Load Balancing, \"Update the TCP idle timeout for your Network "
+           "Load Balancer listener\": https://docs.aws.amazon.com/elasticloadbalancing/latest/"
            "network/update-idle-timeout.html"),
+    Preset("aws-gwlb", "AWS Gateway Load Balancer (TCP default, 60-6000 s configurable)",
+           350, 240, 20, 5,
+           "AWS, Elastic Load Balancing, \"Update the TCP idle timeout for your Gateway "
+           "Load Balancer listener\": https://docs.aws.amazon.com/elasticloadbalancing/latest/"
+           "gateway/update-idle-timeout.html"),
     Preset("aws-nat", "AWS NAT gateway", 350, 240, 20, 5,
-           "AWS, Amazon VPC User Guide, \"Troubleshoot NAT gateways\" (connection timeout): "
-           "https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html"),
+           "AWS, Amazon VPC User Guide, \"Troubleshoot NAT gateways\" (connection "
+           "timeout): https://docs.aws.amazon.com/vpc/latest/userguide/"
+           "nat-gateway-troubleshooting.html"),
+    Preset("aws-conntrack", "AWS EC2 connection tracking (Nitro v6 default for established TCP)",
+           350, 240, 20, 5,
+           "AWS, Amazon EC2 User Guide, \"Connection tracking timeouts\" "
+           "(tcpEstablishedTimeout): https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/"
+           "security-group-connection-tracking.html"),
     Preset("azure-lb", "Azure Load Balancer (default rule idle timeout, 4 min)", 240, 150, 20, 5,
            "Microsoft Learn, \"Configure TCP reset and idle timeout for Azure Load Balancer\": "
            "https://learn.microsoft.com/azure/load-balancer/load-balancer-tcp-idle-timeout"),
@@ -57,19 +70,27 @@ PRESETS = (
     Preset("gcp-nat", "Google Cloud NAT (TCP established idle timeout)", 1200, 800, 60, 5,
            "Google Cloud, Cloud NAT, \"Tune NAT configuration\" (tcpEstablishedIdleTimeoutSec, "
            "default 1200 s): https://cloud.google.com/nat/docs/tune-nat-configuration"),
-    Preset("gce-firewall", "Google Compute Engine firewall connection tracking", 600, 400, 30, 5,
-           "Google Cloud, Compute Engine, \"Troubleshooting: general tips\" (idle connections "
-           "are tracked for at most 10 minutes): "
-           "https://cloud.google.com/compute/docs/troubleshooting/general-tips"),
+    Preset("gcp-firewall", "Google Cloud VPC firewall connection tracking (10 min)",
+           600, 400, 30, 5,
+           "Google Cloud, Cloud NGFW, \"VPC firewall rules\" (Specifications: connection "
+           "tracking, idle established TCP connections tracked for 10 minutes): "
+           "https://cloud.google.com/firewall/docs/firewalls"),
     Preset("ipvs", "Linux IPVS (kube-proxy IPVS mode), established TCP", 900, 600, 30, 5,
-           "Linux net/netfilter/ipvs/ip_vs_proto_tcp.c (IP_VS_TCP_S_ESTABLISHED: 15*60*HZ); "
-           "ipvsadm(8) --set; kube-proxy --ipvs-tcp-timeout: "
+           "Linux net/netfilter/ipvs/ip_vs_proto_tcp.c (IP_VS_TCP_S_ESTABLISHED: "
+           "15*60*HZ); ipvsadm(8) --set; kube-proxy --ipvs-tcp-timeout: "
            "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/"),
+    Preset("docker-overlay", "Docker overlay network, service VIP (IPVS, about 15 min)",
+           900, 600, 30, 5,
+           "moby/moby issue 31208, \"Idle connections over overlay network ends up in "
+           "a broken state after 15 minutes\": https://github.com/moby/moby/issues/31208"),
     Preset("oracle-nlb", "Oracle Cloud Network Load Balancer (TCP listener)", 360, 240, 20, 5,
            "Oracle Cloud Infrastructure, \"Changing a Listener's Idle Timeout\" (network load "
            "balancer, TCP 360 s): https://docs.oracle.com/en-us/iaas/Content/"
            "NetworkLoadBalancer/NetworkLoadBalancers/configure-idle-timeout.htm"),
 )
+
+#: Former names, still accepted by ``--preset`` (not listed).
+ALIASES = {"gce-firewall": "gcp-firewall"}
 
 BY_NAME = {preset.name: preset for preset in PRESETS}
 
@@ -82,15 +103,17 @@ def presets_table() -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
              for row in rows]
+    sources = "".join(f"  {p.name}: {p.source}\n" for p in PRESETS)
     return "\n".join(lines) + (
         "\n\nDEAD AFTER: idle + interval * count, also the derived TCP_USER_TIMEOUT; "
-        "explicit --idle/--interval/--count/--user-timeout win over the preset.\n")
+        "explicit --idle/--interval/--count/--user-timeout win over the preset.\n"
+        f"\nSources of the timeouts:\n{sources}")
 
 
 def preset(name: str) -> Preset:
     """The preset called ``name``; ``ValueError`` listing the valid names otherwise."""
     try:
-        return BY_NAME[name]
+        return BY_NAME[ALIASES.get(name, name)]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; expected one of: "
                          f"{', '.join(BY_NAME)}") from None

@@ -43,6 +43,7 @@ COMMANDS = {
     "status": "show the TCP sockets of running processes and their keepalive",
     "apply": "set the options on the TCP sockets of running processes",
     "cgroup": "keepalive for every process of a cgroup (eBPF; static binaries too)",
+    "config": "check a configuration file with the libraries' own parser",
 }
 
 
