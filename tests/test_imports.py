@@ -19,7 +19,7 @@ import pytest
 import keepalive_preload
 
 PACKAGE = "keepalive_preload"
-ROOT = Path(keepalive_preload.__file__).resolve().parent
+PACKAGE_DIR = Path(keepalive_preload.__file__).resolve().parent
 
 #: Modules a function may import on first use, and why: a heavy standard-library
 #: module that most subcommands (and importers of the package) never need.
@@ -33,8 +33,8 @@ LAZY_ALLOWED = {
 def modules() -> dict[str, Path]:
     """Every module of the installed package, by dotted name (a package by its own name)."""
     found = {}
-    for path in sorted(ROOT.rglob("*.py")):
-        parts = path.relative_to(ROOT).with_suffix("").parts
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = path.relative_to(PACKAGE_DIR).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
         found[".".join((PACKAGE, *parts))] = path
@@ -233,8 +233,8 @@ def imported(*command: str) -> tuple[set[str], set[str]]:
     code = _DRIVER if command else _DRIVER.replace("from keepalive_preload.cli import main\n"
                                                    "sys.exit(main(sys.argv[1:]))",
                                                    "import keepalive_preload")
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(ROOT.parent), *command],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(PACKAGE_DIR.parent),
+                             *command], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(" ", 1) for line in result.stderr.splitlines()
                  if line.startswith(("BEFORE ", "MODULES ")))
