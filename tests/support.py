@@ -272,8 +272,8 @@ def ending(proc: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
 def serve_one(probe: str | list[str], env: dict[str, str],
               family: str = "4") -> tuple[dict[str, Any], dict[str, Any], str]:
     """Run the probe (a path, or a command line ending in one) as a server in
-    ``env``; connect to it once; return the accepted socket's report, the
-    listener's report and stderr."""
+    ``env``; connect to it once and send a byte; return the accepted socket's
+    report, the listener's report and stderr."""
     argv = [probe] if isinstance(probe, str) else probe
     proc = subprocess.Popen([*argv, "listen" + family], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -284,7 +284,10 @@ def serve_one(probe: str | list[str], env: dict[str, str],
             raise AssertionError(f"probe server failed: {proc.communicate(timeout=TIMEOUT)}")
         port = json.loads(first)["port"]
         host = "::1" if family == "6" else "127.0.0.1"
-        with socket.create_connection((host, port), timeout=TIMEOUT):
+        with socket.create_connection((host, port), timeout=TIMEOUT) as connection:
+            # A byte, so that a listener with TCP_DEFER_ACCEPT accepts at once
+            # instead of after its timeout (the byte is never read).
+            connection.sendall(b"x")
             out, err = proc.communicate(timeout=TIMEOUT)
     accepted, listening = reports(out)
     return accepted, listening, err
