@@ -249,6 +249,8 @@ def test_subcommand_imports_only_what_it_needs(command: list[str]) -> None:
     assert f"{PACKAGE}.cli.{command[0]}" in names
     heavy = [n for n in names if n in HEAVY or n.startswith(tuple(h + "." for h in HEAVY))]
     assert not heavy, f"{' '.join(command)} imports {heavy}"
+    if command[0] in ("run", "path"):  # in front of every program: not even these
+        assert not {"typing", "shutil"} & names, sorted({"typing", "shutil"} & names)
     others = [n for n in names if n.startswith(f"{PACKAGE}.cli.")
               and n not in (f"{PACKAGE}.cli.{command[0]}", f"{PACKAGE}.cli.args")]
     assert not others, f"{' '.join(command)} imports other subcommands: {others}"
