@@ -154,7 +154,9 @@ def cgroup_section(bench: str, rounds: int) -> None:
     if reason is not None:
         print(f"skipped: {reason}")
         return
+    from keepalive_preload._options import effective
     from keepalive_preload.cgroup import attach as _cgroup
+    from keepalive_preload.cgroup.program import Flag, map_values
 
     mount = _cgroup.cgroup2_mounts()[0]
     groups = {name: os.path.join(mount, f"kp-bench-{os.getpid()}-{name}")
@@ -162,9 +164,7 @@ def cgroup_section(bench: str, rounds: int) -> None:
     try:
         for directory in groups.values():
             os.mkdir(directory)
-        values = {"flags": 1, "idle": 15, "interval": 15, "count": 9, "user_timeout": 150000,
-                  "syn_count": 0, "maxseg": 0, "window_clamp": 0}
-        _cgroup._attach(groups["bpf"], values, debug=False)
+        _cgroup.attach(groups["bpf"], map_values(Flag.CLIENT, effective({})))
         configs = {"none": ("plain", "none"), "preload": ("plain", "connect"),
                    "cgroup": ("bpf", "none")}
         samples: dict[str, list[int]] = {c: [] for c in configs}
@@ -181,7 +181,7 @@ def cgroup_section(bench: str, rounds: int) -> None:
         for directory in groups.values():
             if os.path.isdir(directory):
                 if directory == groups["bpf"]:
-                    _cgroup._detach(directory)
+                    _cgroup.detach(directory)
                 os.rmdir(directory)
     medians = {c: statistics.median(v) for c, v in samples.items()}
     base = medians["none"]
