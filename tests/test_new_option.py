@@ -40,12 +40,10 @@ STATES = {"LISTEN": "listen", "SYN-SENT": "connecting", "ESTABLISHED": "connecte
 #: A value no socket has by default (net.ipv4.tcp_fin_timeout is 60).
 VALUE = 37
 
-#: Whether the table-driven `apply` plan and `cgroup attach` are on main yet
-#: (issue 19, the live and cgroup helpers): before them, apply's plan had
-#: per-option rules by name (it would set the row on every state) and `cgroup
-#: attach` built its map from a hand-written list (it silently dropped the row).
+#: Whether the table-driven `apply` plan is on main yet (issue 19, the live
+#: helper): before it, apply's plan had per-option rules by name (it would set
+#: the row on every state). Set it True (and the xfail goes) when it is merged.
 APPLY_FROM_TABLE = False
-CGROUP_FROM_TABLE = False
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +175,6 @@ def test_apply_plans_it_on_its_live_states(scratch: dict[str, str], listener: in
     assert set(states) == {"listen", "connected"}
 
 
-@pytest.mark.xfail(not CGROUP_FROM_TABLE, strict=True,
-                   reason="cgroup attach builds its map from a hand-written list "
-                          "(cgroup helper, issue 19)")
 def test_cgroup_attach_refuses_it_in_one_line(scratch: dict[str, str], tmp_path: Path) -> None:
     """bpf_at NONE: refused with one line before any bpf(2) call (no root
     needed; the cgroup named does not even exist)."""
