@@ -1,17 +1,19 @@
 """A row added to the option table reaches every way in, or is refused by it in
 one line; none drops it (DESIGN.md, "Layout": the option table).
 
-In a scratch copy of the source tree, src/c/options.def gets one more row
-(TCP_LINGER2, as a contributor would add it: the row and nothing else). CMake
-builds the libraries and writes the Python table; the package of the copy,
-with those, then runs in a child interpreter (PYTHONPATH) against:
+In a scratch copy of the source tree, src/c/options.def gets two more rows
+(TCP_LINGER2 and TCP_NOTSENT_LOWAT, as a contributor would add them: the rows
+and nothing else). CMake builds the libraries and writes the Python table;
+the package of the copy, with those, then runs in a child interpreter
+(PYTHONPATH) against:
 
-- the libraries: a preloaded process reads the option back with getsockopt;
+- the libraries: a preloaded process reads each option back with getsockopt;
 - ``environ()``, ``run`` and ``env``: the variable is set;
 - ``apply --dry-run``: the plan sets it on the socket states the row's
   ``live`` names, or says why not on the others;
-- ``cgroup attach``: the row's ``bpf_at`` is none (bpf_setsockopt does not
-  take TCP_LINGER2), so the command refuses it in one line, before any bpf(2).
+- ``cgroup attach``: TCP_LINGER2's ``bpf_at`` is none (bpf_setsockopt does
+  not take it): refused in one line, before any bpf(2); TCP_NOTSENT_LOWAT's
+  is the established callback: a connection made in the cgroup has it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cgroup import Cgroup, cgroup, cgroup2, in_cgroup  # noqa: F401 - fixtures by name
 
 from support import ROOT, TIMEOUT, c_compiler, clean_env, need_tool, one_line_error, unavailable
 
@@ -34,6 +37,14 @@ NAME, VARIABLE, FLAG = "linger2", "TCP_LINGER2", "--linger2"
 ROW = (f'KP_OPTION(LINGER2, "{NAME}", "{VARIABLE}", NULL, 1, 120, 0, 0, "seconds", TCP_LINGER2, '
        "KP_ON_ALL, KP_UNRULED, KP_LIVE(LISTEN) | KP_LIVE(CONNECTING), "
        'KP_BPF_NONE, NULL, "how long an orphaned socket stays in FIN-WAIT-2")')
+#: A second row, which bpf_setsockopt takes (Linux 6.0: "bpf: Add a few
+#: optnames to bpf_setsockopt"): the cgroup program must set it.
+LOWAT, LOWAT_VARIABLE, LOWAT_FLAG, LOWAT_VALUE = ("notsent_lowat", "TCP_NOTSENT_LOWAT",
+                                                  "--notsent-lowat", 12345)
+LOWAT_ROW = (f'KP_OPTION(NOTSENT_LOWAT, "{LOWAT}", "{LOWAT_VARIABLE}", NULL, 1, INT_MAX, 0, 0, '
+             '"bytes", TCP_NOTSENT_LOWAT, KP_ON_ALL, KP_UNRULED, KP_LIVE(LISTEN) | '
+             'KP_LIVE(CONNECTING) | KP_LIVE(CONNECTED), KP_BPF_ESTABLISHED, "6.0", '
+             '"unsent bytes in the send queue above which the socket is not writable")')
 #: The socket states of ``ss``/``status`` by the table's words for them.
 STATES = {"LISTEN": "listen", "SYN-SENT": "connecting", "ESTABLISHED": "connected",
           "SYN-RECV": "connected"}
@@ -62,7 +73,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     table = tree / "src" / "c" / "options.def"
     rows = table.read_text().splitlines(keepends=True)
     last = max(i for i, line in enumerate(rows) if line.startswith("KP_OPTION("))
-    rows.insert(last + 1, ROW + "\n")
+    rows[last + 1:last + 1] = [ROW + "\n", LOWAT_ROW + "\n"]
     table.write_text("".join(rows))
     build = top / "build"
     env = clean_env(CC=c_compiler())
@@ -103,24 +114,33 @@ def test_the_table_has_the_row(scratch: dict[str, str]) -> None:
         "print(json.dumps([x.variable, x.live, x.bpf_at, x.bpf_since, x.ruled, x.variants]))")))
     assert row == [VARIABLE, ["listen", "connecting"], None, None, False,
                    ["connect", "listen", "socket"]]
+    lowat = json.loads(python(scratch, (
+        "import json, keepalive_preload._options as o\n"
+        f"x = o.BY_NAME[{LOWAT!r}]\n"
+        "print(json.dumps([x.bpf_at, x.bpf_since]))")))
+    assert lowat == ["established", [6, 0]]
 
 
-#: Run preloaded: connect to the listener on port argv[1], print the option.
+#: Run preloaded: connect to the listener on port argv[1], print option argv[2].
 _READ_BACK = ("import socket, sys\n"
               "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
-              f"print(s.getsockopt(socket.IPPROTO_TCP, socket.{VARIABLE}))\n")
+              "print(s.getsockopt(socket.IPPROTO_TCP, getattr(socket, sys.argv[2])))\n")
 
 
-@pytest.mark.parametrize("variant", ["client", "all"])
-def test_the_libraries_set_it(scratch: dict[str, str], listener: int, variant: str) -> None:
-    """``run --VARIANT --linger2 37``: the environment carries the variable
+@pytest.mark.parametrize(("variant", "flag", "variable", "value"), [
+    ("client", FLAG, VARIABLE, VALUE), ("all", FLAG, VARIABLE, VALUE),
+    ("all", LOWAT_FLAG, LOWAT_VARIABLE, LOWAT_VALUE)])
+def test_the_libraries_set_it(scratch: dict[str, str], listener: int, variant: str, flag: str,
+                              variable: str, value: int) -> None:
+    """``run --VARIANT --FLAG VALUE``: the environment carries the variable
     and the library sets it on the process's connection (getsockopt)."""
-    default = python(scratch, _READ_BACK.replace("sys.argv[1]", str(listener)))
-    assert int(default) != VALUE
-    result = cli(scratch, "run", f"--{variant}", FLAG, str(VALUE), "--", sys.executable, "-c",
-                 _READ_BACK, str(listener))
+    default = subprocess.run([sys.executable, "-c", _READ_BACK, str(listener), variable],
+                             capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    assert int(default.stdout) != value
+    result = cli(scratch, "run", f"--{variant}", flag, str(value), "--", sys.executable, "-c",
+                 _READ_BACK, str(listener), variable)
     assert result.returncode == 0, result.stderr
-    assert int(result.stdout) == VALUE
+    assert int(result.stdout) == value
 
 
 def test_environ_and_env_set_the_variable(scratch: dict[str, str]) -> None:
@@ -180,3 +200,16 @@ def test_cgroup_attach_refuses_it_in_one_line(scratch: dict[str, str], tmp_path:
     needed; the cgroup named does not even exist)."""
     result = cli(scratch, "cgroup", "attach", FLAG, str(VALUE), str(tmp_path / "kp-none"))
     one_line_error(result, 2, FLAG, VARIABLE)
+
+
+def test_cgroup_attach_sets_it_at_its_callback(scratch: dict[str, str], cgroup: Cgroup,  # noqa: F811
+                                                listener: int) -> None:
+    """bpf_at established: a connection made from inside the cgroup has the
+    option once established (the cgroup fixture detaches and removes it)."""
+    attached = cli(scratch, "cgroup", "attach", LOWAT_FLAG, str(LOWAT_VALUE), cgroup.path)
+    assert attached.returncode == 0, attached.stderr
+    read = subprocess.run(in_cgroup(cgroup.path, [sys.executable, "-c", _READ_BACK,
+                                                  str(listener), LOWAT_VARIABLE]),
+                          capture_output=True, text=True, timeout=TIMEOUT, env=clean_env())
+    assert read.returncode == 0, read.stderr
+    assert int(read.stdout) == LOWAT_VALUE
