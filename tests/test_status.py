@@ -36,6 +36,7 @@ from live import (
 )
 from support import (
     ENTRY_POINTS,
+    FAST,
     TIMEOUT,
     clean_env,
     cli,
@@ -45,8 +46,6 @@ from support import (
     stop,
     unavailable,
 )
-
-FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)

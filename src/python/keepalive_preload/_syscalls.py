@@ -13,6 +13,7 @@ cheap.
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 
@@ -68,7 +69,6 @@ _syscall: Callable[..., int] | None = None
 def _call(name: str, *args: ctypes.c_int | ctypes.c_uint | ctypes.c_void_p) -> int:
     """``syscall(NR_name, *args)``: the result, or ``SyscallError``."""
     import ctypes
-    import errno
 
     global _syscall
     if not _NUMBERS:
