@@ -120,7 +120,6 @@ def setns(fd: int, nstype: int = 0) -> None:
     """``setns(fd, nstype)``: move the calling *thread* into the namespace ``fd``
     refers to (``os.setns`` from Python 3.12 on)."""
     import ctypes
-    import errno
 
     mover = getattr(os, "setns", None)
     if mover is not None:
