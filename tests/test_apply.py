@@ -27,13 +27,7 @@ from live import (
     status,
 )
 from netns import BOUND, PORT, SLACK, Hosts, read_event
-<<<<<<< HEAD
-from support import TIMEOUT, clean_env, cli, one_line_error, preload_env, stop, unavailable
-
-FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
-=======
-from support import FAST, TIMEOUT, clean_env, cli, one_line_error, preload_env, stop
->>>>>>> shape
+from support import FAST, TIMEOUT, clean_env, cli, one_line_error, preload_env, stop, unavailable
 
 
 def apply(*args: str) -> list[dict[str, Any]]:
