@@ -29,10 +29,18 @@ from test_cgroup import (  # noqa: F401 - the fixtures are used by name
     in_cgroup,
     keepalive_timer_on,
     port,
-    subset,
 )
 
-from support import HELPERS, TIMEOUT, c_compiler, clean_env, preload_env, reports, unavailable
+from support import (
+    HELPERS,
+    TIMEOUT,
+    c_compiler,
+    clean_env,
+    preload_env,
+    reports,
+    subset,
+    unavailable,
+)
 
 pytestmark = pytest.mark.kernel
 

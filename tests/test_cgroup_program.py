@@ -132,7 +132,7 @@ def test_bad_arguments(args: list[str], words: list[str]) -> None:
 
 
 def test_missing_action() -> None:
-    assert cli("cgroup").returncode == 2
+    one_line_error(cli("cgroup"), 2, "the following arguments are required: ACTION")
 
 
 class _Uname:

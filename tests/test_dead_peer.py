@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from netns import BOUND, FAST, PEER, PORT, SLACK, Hosts, read_event, start_pair
+from netns import BOUND, BOUND_VALUES, PEER, PORT, SLACK, Hosts, read_event, start_pair
 from support import HELPERS, need_tool, preload_env, stop
 
 
 @pytest.mark.parametrize(("blocked", "variant"), [("client", "connect"), ("client", "socket"),
                                                   ("server", "listen"), ("server", "socket")])
 def test_dead_peer_detected_within_bound(hosts: Hosts, blocked: str, variant: str) -> None:
-    end, _ = start_pair(hosts, blocked, variant, **FAST)
+    end, _ = start_pair(hosts, blocked, variant, **BOUND_VALUES)
     # The other host vanishes: its link goes down, nothing is sent, no FIN, no RST.
     hosts.link("b" if blocked == "client" else "a", up=False)
     event = read_event(end, BOUND + SLACK + 5)
@@ -35,7 +35,7 @@ def test_dead_peer_detected_within_bound(hosts: Hosts, blocked: str, variant: st
 
 @pytest.mark.parametrize("blocked", ["client", "server"])
 def test_without_preload_still_blocked(hosts: Hosts, blocked: str) -> None:
-    end, _ = start_pair(hosts, blocked, None, **FAST)
+    end, _ = start_pair(hosts, blocked, None, **BOUND_VALUES)
     hosts.link("b" if blocked == "client" else "a", up=False)
     # Well past the bound: nothing happens (the system default is 2 hours idle).
     assert read_event(end, BOUND * 2 + SLACK) is None

@@ -13,9 +13,8 @@ import pytest
 
 from keepalive_preload import cli as _cli
 from keepalive_preload._options import OPTIONS
-from support import TIMEOUT, need_tool
+from support import ROOT, TIMEOUT, need_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGES = {1: ROOT / "man" / "keepalive-preload.1", 7: ROOT / "man" / "keepalive-preload.7"}
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from support import DEFAULTS, Client, Server
+from support import DEFAULTS, Client, Server, subset
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
 pytestmark = pytest.mark.socket_level
@@ -15,10 +13,6 @@ pytestmark = pytest.mark.socket_level
 # accepted socket.
 CLIENT_VARIANTS = ("connect", "socket")
 SERVER_VARIANTS = ("listen", "socket")
-
-
-def subset(report: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
-    return {key: report[key] for key in expected}
 
 
 @pytest.mark.parametrize("variant", CLIENT_VARIANTS)

@@ -33,6 +33,7 @@ from support import (
 )
 
 sys.path.insert(0, str(ROOT / "packaging"))
+import targets
 from targets import TARGETS, Target
 
 VERSION = keepalive_preload.__version__
@@ -134,9 +135,10 @@ def aarch64_probe(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     sysroot = "/usr/aarch64-linux-gnu"
     if not os.path.exists(f"{sysroot}/lib/ld-linux-aarch64.so.1"):
         unavailable("libc6-arm64-cross (the aarch64 glibc) is not installed")
-    import ziglang  # type: ignore[import-untyped]
-
-    zig = os.path.join(os.path.dirname(ziglang.__file__), "zig")
+    try:
+        zig = targets.zig()
+    except SystemExit as exc:
+        unavailable(str(exc))
     out = tmp_path_factory.mktemp("aarch64") / "probe"
     subprocess.run([zig, "cc", "-target", "aarch64-linux-gnu.2.17", "-O2", "-o", str(out),
                     str(ROOT / "tests" / "helpers" / "probe.c")], check=True, timeout=300)

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from support import (
+    ROOT,
     TIMEOUT,
     clean_env,
     need_tool,
@@ -35,7 +36,6 @@ from support import (
     unavailable,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 UNIT = Path("/etc/systemd/system/kp-test-libkeepalive03.service")
 CONFIG = Path("/etc/keepalive-preload.conf")
 NOTICE = "names libkeepalive.so"

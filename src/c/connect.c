@@ -23,8 +23,8 @@ static bool kp_inet(const struct sockaddr *addr, socklen_t len)
 }
 
 /*
- * The options are set once the kernel accepted the connect (0, or
- * EINPROGRESS for a non-blocking one), on IPv4/IPv6 sockets only: an
+ * The options are set once the kernel accepted the connect (0, EINPROGRESS
+ * for a non-blocking one, EINTR), on IPv4/IPv6 sockets only: an
  * AF_UNIX connect costs nothing, a UDP one one getsockopt. Options
  * that only matter before the connection exists (TCP_SYNCNT, TCP_MAXSEG),
  * when configured, are set before the call. A repeated connect on the same
@@ -45,7 +45,8 @@ __attribute__((visibility("default"))) int connect(int fd, const struct sockaddr
         kp_apply(fd, KP_EARLY);
     int ret = real(fd, addr, len);
     int err = errno;
-    if ((ret == 0 || err == EINPROGRESS) && kp_inet(addr, len))
+    /* EINTR: a blocking connect interrupted by a signal goes on in the background. */
+    if ((ret == 0 || err == EINPROGRESS || err == EINTR) && kp_inet(addr, len))
         kp_apply(fd, KP_CONNECTED);
     else if ((err == EALREADY || err == EISCONN) && config->debug && kp_inet(addr, len))
         kp_log("fd %d: connect repeated (%s): options left as they are", fd,

@@ -14,7 +14,8 @@ static atomic_bool kp_program_chose;
 
 void kp_program_sets_options(void)
 {
-    atomic_store_explicit(&kp_program_chose, true, memory_order_relaxed);
+    if (!atomic_load_explicit(&kp_program_chose, memory_order_relaxed))
+        atomic_store_explicit(&kp_program_chose, true, memory_order_relaxed);
 }
 
 bool kp_program_set_options(void)

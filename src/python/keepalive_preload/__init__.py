@@ -77,20 +77,18 @@ def _preload(current: str, library: str) -> str:
 def environ(
     variant: str = "connect",
     *,
-    idle: int | None = None,
-    interval: int | None = None,
-    count: int | None = None,
-    user_timeout: int | None = None,
-    syn_count: int | None = None,
-    defer_accept: int | None = None,
-    maxseg: int | None = None,
-    window_clamp: int | None = None,
     debug: bool = False,
     force: bool = False,
     base: Mapping[str, str] | None = None,
+    **options: int | None,
 ) -> dict[str, str]:
-    given = locals()
-    values = {o.name: given[o.name] for o in OPTIONS}
+    # The options are the table's rows (idle=, interval=, ...: see the
+    # docstring), taken by name so that a row added to the table is accepted
+    # here without another edit.
+    for name in options:
+        if name not in BY_NAME:
+            raise TypeError(f"environ() got an unexpected keyword argument {name!r}")
+    values = {o.name: options.get(o.name) for o in OPTIONS}
     symbol = variant_name(variant)
     library = path(symbol)
     env = dict(os.environ if base is None else base)

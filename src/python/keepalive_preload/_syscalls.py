@@ -13,6 +13,7 @@ cheap.
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     import ctypes
     from collections.abc import Callable
 
-__all__ = ["SyscallError", "bpf", "numbers", "pidfd_getfd", "pidfd_open"]
+__all__ = ["SyscallError", "bpf", "numbers", "pidfd_getfd", "pidfd_open", "setns"]
 
 
 class SyscallError(OSError):
@@ -68,7 +69,6 @@ _syscall: Callable[..., int] | None = None
 def _call(name: str, *args: ctypes.c_int | ctypes.c_uint | ctypes.c_void_p) -> int:
     """``syscall(NR_name, *args)``: the result, or ``SyscallError``."""
     import ctypes
-    import errno
 
     global _syscall
     if not _NUMBERS:
@@ -114,3 +114,20 @@ def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char] | ctypes.Structure,
     length = ctypes.sizeof(attr) if size is None else size
     return _call("bpf", ctypes.c_int(cmd), ctypes.c_void_p(ctypes.addressof(attr)),
                  ctypes.c_uint(length))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """``setns(fd, nstype)``: move the calling *thread* into the namespace ``fd``
+    refers to (``os.setns`` from Python 3.12 on)."""
+    import ctypes
+
+    mover = getattr(os, "setns", None)
+    if mover is not None:
+        try:
+            mover(fd, nstype)
+        except OSError as exc:
+            raise SyscallError(exc.errno or errno.EINVAL, "setns") from None
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) < 0:
+        raise SyscallError(ctypes.get_errno(), "setns")

@@ -1,10 +1,11 @@
 """The ``keepalive-preload`` command (also ``python -m keepalive_preload``).
 
-Its layout is its list of subcommands: one module each in this package, with
-``HELP`` (one line), ``add_parser(subparsers)`` and ``run(args, parser)``,
-over the shared arguments of ``args``. Only the module of the subcommand
-being run is imported (``run`` sits in front of every program it starts);
-``--help`` lists the others from ``COMMANDS`` without importing them.
+Its layout is its list of subcommands (``args.COMMANDS``: name and one-line
+help): one module each in this package, with ``add_parser(subparsers)`` and
+``run(args, parser)``, over the shared arguments of ``args``. Only the module
+of the subcommand being run is imported, and only its parser built (``run``
+sits in front of every program it starts); the top-level ``--help`` builds
+them all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import errno
 import importlib
 import os
 import sys
-from typing import cast
 
 from .._version import __version__
 from .args import COMMANDS, FAILURE, PROG, Parser
@@ -53,25 +53,25 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 
 def parser(chosen: str | None = None) -> Parser:
-    """The command line's parser; the subcommand ``chosen`` with all its
-    arguments (None: every subcommand's, for --help of each and for tests)."""
+    """The command line's parser: with the subcommand ``chosen`` only, or
+    (None) with every subcommand, for the top-level --help and the tests."""
     top = Parser(prog=PROG, description="Turn on TCP keepalive for any dynamically "
                  "linked program, with LD_PRELOAD.", epilog=EXAMPLES,
                  formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = top.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     commands.required = True
-    for name, help in COMMANDS.items():
+    for name in COMMANDS:
+        # Only the chosen one: the others would only be listed by a --help
+        # that is not asked for, and each parser costs `run` start-up time.
         if chosen is None or name == chosen:
             module(name).add_parser(commands)
-        else:
-            commands.add_parser(name, help=help)
     return top
 
 
 def module(name: str) -> Subcommand:
     """The module of subcommand ``name``."""
-    return cast("Subcommand", importlib.import_module(f"{__name__}.{name}"))
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def _quiet_exit(status: int) -> int:
@@ -106,3 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"{PROG}: cannot write the output: {os.strerror(exc.errno)}\n")
             return _quiet_exit(FAILURE)
         raise
+
+
+def console() -> None:
+    """The ``keepalive-preload`` command and ``python -m keepalive_preload``:
+    ``main()``, then the process ends at once. Everything the command writes is
+    flushed or closed by then, so the interpreter's teardown of every module
+    is pure cost (about a tenth of ``path``'s start-up, measured by
+    bench/startup.py); ``run`` never gets here when it replaces itself."""
+    status = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        status = _quiet_exit(status or FAILURE)
+    except OSError:
+        status = status or FAILURE
+    os._exit(status)

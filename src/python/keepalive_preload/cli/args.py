@@ -5,21 +5,36 @@ the option table)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import NoReturn, Protocol, TypeVar
 
 from .. import environ
 from .._options import BY_NAME, LIBRARIES, OPTIONS, REACHES, VARIANTS, WORDS
 from ..presets import PRESETS, preset
 
+# typing is imported for the type checker only: it costs `run` (which sits in
+# front of every program it starts) a few milliseconds.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import NoReturn, Protocol, TypeVar
+
+    _T = TypeVar("_T")
+
+    class Subcommand(Protocol):
+        """What a subcommand's module provides."""
+
+        def add_parser(self, commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+            """Add the subcommand, with its arguments and ``help=COMMANDS[name]``."""
+
+        def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+            """Run it; return the exit status."""
 
 PROG = "keepalive-preload"
 
 #: The subcommands, in the order --help lists them: name -> one-line help.
-#: Each is the module of that name in the cli package (see ``Subcommand``).
+#: Each is the module of that name in the cli package (see ``Subcommand``:
+#: ``add_parser(subparsers)`` and ``run(args, parser) -> int``).
 COMMANDS = {
     "run": "run COMMAND with the library preloaded",
     "env": "print the environment for a shell, systemd or docker",
@@ -28,18 +43,9 @@ COMMANDS = {
     "status": "show the TCP sockets of running processes and their keepalive",
     "apply": "set the options on the TCP sockets of running processes",
     "cgroup": "keepalive for every process of a cgroup (eBPF; static binaries too)",
+    "metrics": "the host's TCP connections and their keepalive, for Prometheus",
     "config": "check a configuration file with the libraries' own parser",
 }
-
-
-class Subcommand(Protocol):
-    """What a subcommand's module provides."""
-
-    def add_parser(self, commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-        """Add the subcommand, with its arguments and ``help=COMMANDS[name]``."""
-
-    def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-        """Run it; return the exit status."""
 
 
 # Exit statuses, in one place.
@@ -65,8 +71,33 @@ class Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{PROG}: error: {message} (see {PROG} --help)\n")
         sys.exit(USAGE)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's formatter asks shutil for the terminal's width on every
+        # add_argument; importing shutil (and the compression modules it
+        # imports) would cost each start of `run` ~2 ms. The same width:
+        return self.formatter_class(prog=self.prog, width=_help_width())  # type: ignore[call-arg]
 
-_T = TypeVar("_T")
+
+_WIDTH: list[int] = []
+
+
+def _help_width() -> int:
+    """The width argparse's HelpFormatter takes by default:
+    shutil.get_terminal_size().columns - 2 ($COLUMNS, else stdout's terminal, else 80)."""
+    if not _WIDTH:
+        try:
+            columns = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            columns = 0
+        if columns <= 0:
+            try:
+                stdout = sys.__stdout__
+                columns = 80 if stdout is None else os.get_terminal_size(stdout.fileno()).columns
+            except (ValueError, OSError):
+                columns = 80
+            columns = columns or 80
+        _WIDTH.append(columns - 2)
+    return _WIDTH[0]
 
 
 def typed(parse: Callable[[str], _T]) -> Callable[[str], _T]:

@@ -10,7 +10,7 @@ from .. import path
 from .._options import BY_NAME, OPTIONS, WORDS
 from .._version import __version__
 from ..preload.envformat import FORMATS, render, upgrade_note, use_library
-from .args import COMMANDS, PROG, add_preload_options, chosen_values, environment, explicit
+from .args import COMMANDS, OK, PROG, add_preload_options, chosen_values, environment, explicit
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -57,4 +57,4 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if note:
         sys.stderr.write(f"{PROG}: note: {note}\n")
     sys.stdout.write(text)
-    return 0
+    return OK

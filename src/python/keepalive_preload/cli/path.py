@@ -6,7 +6,7 @@ import argparse
 
 from .. import path
 from .._options import LIBRARIES, VARIANTS, WORDS, variant_name
-from .args import COMMANDS, typed
+from .args import COMMANDS, OK, typed
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,4 +22,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """The ``path`` subcommand; returns the exit status."""
     print(path(args.variant))
-    return 0
+    return OK

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..presets import presets_table
-from .args import COMMANDS
+from .args import COMMANDS, OK
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,4 +21,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """The ``presets`` subcommand; returns the exit status."""
     sys.stdout.write(presets_table())
-    return 0
+    return OK

@@ -15,7 +15,15 @@ from ..preload.execute import (
     privilege_change,
     resolve,
 )
-from .args import COMMANDS, PROG, add_preload_options, chosen_values, environment
+from .args import (
+    CANNOT_EXECUTE,
+    COMMANDS,
+    NOT_FOUND,
+    PROG,
+    add_preload_options,
+    chosen_values,
+    environment,
+)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +47,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         program = resolve(command[0], env.get("PATH"))
     except CommandError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
-        return exc.status
+        return _status(exc)
     if is_go_elf(program):
         sys.stderr.write(
             f"{PROG}: warning: {program} is a Go program: it makes its socket calls itself, "
@@ -63,7 +71,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     sys.stderr.flush()
     failure = execute(program, command, env)
     sys.stderr.write(f"{PROG}: {failure}\n")
-    return failure.status
+    return _status(failure)
+
+
+def _status(failure: CommandError) -> int:
+    """A shell's exit status for a command that cannot be run."""
+    return CANNOT_EXECUTE if failure.found else NOT_FOUND
 
 
 #: Variables the libraries read besides the options' own (KEEPALIVE=off, the

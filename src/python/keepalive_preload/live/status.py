@@ -1,383 +1,280 @@
 """``keepalive-preload status``: the TCP sockets of running processes, with the
-timer the kernel has armed on each and the keepalive options really set on it.
+timer the kernel has armed on each, the keepalive options really set on it,
+and where they come from.
 
 Sockets are found the way psutil and ``ss -p`` find them: ``/proc/PID/fd``
-gives the inode of each socket the process holds, ``/proc/PID/net/tcp{,6}``
-(the process's own network namespace) the state, addresses and timer of each
-inode. The option values are read from the socket itself, duplicated into this
-process with ``pidfd_getfd(2)`` (see ``_pidfd``); where that is not allowed the
-timer view remains and the report says why. A process that cannot be read is
-an error, never an empty list.
+gives the inode of each socket a process holds, its network namespace's TCP
+table (``sockdiag``: read once per namespace per command) the state,
+addresses and timer of each inode. The option values are read from the socket
+itself, duplicated into this process through one pidfd per process
+(``pidfd``); where that is not allowed the timer view remains and the report
+says why. A process that cannot be read is an error, never an empty list.
+Formatting is ``show``'s; this module only reads.
 """
 
 from __future__ import annotations
 
-import errno
-import json
+import contextlib
+import gc
+import importlib
 import os
-import socket
-import struct
-import sys
 
-from .._options import LIBRARIES
-from .pidfd import PidfdError, Remote, read_options
+from .._options import effective
+from . import proc
+from .errors import (
+    AccessDenied,
+    KernelTooOld,
+    LiveError,
+    NoSuchProcess,
+    NotAProcess,
+    ReadError,
+    ZombieProcess,
+)
+from .pidfd import Closed, Remote, read_options
+from .records import CgroupProgram, Library, ProcessStatus, Socket, Unreadable
+from .sockdiag import Table, Tables
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from typing import Any
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Protocol
 
-PROG = "keepalive-preload"
+    class _Attached(Protocol):
+        cgroup: str
+        prog_id: int
+        values: dict[str, int]
+        scope: str
+        force: bool
+        effective: bool
+        decides: tuple[str, ...]
 
-# include/net/tcp_states.h
-STATES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
-          6: "TIME-WAIT", 7: "CLOSE", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN",
-          11: "CLOSING", 12: "NEW-SYN-RECV"}
-# The "tr" column of /proc/net/tcp (net/ipv4/tcp_ipv4.c, get_tcp4_sock).
-TIMERS = {0: None, 1: "retransmit", 2: "keepalive", 3: "time-wait", 4: "zero-window-probe"}
-
-#: ``status --all --check`` exit status when nothing readable lacks keepalive but
-#: some processes could not be read (the answer is unknown; Nagios's UNKNOWN).
-UNKNOWN = 3
-
-
-class StatusError(Exception):
-    """The process cannot be inspected; the message says why."""
+#: The options whose values tell whose keepalive a socket has.
+KEEPALIVE_OPTIONS = ("idle", "interval", "count", "user_timeout")
+#: The directions of connections the cgroup program tells apart.
+DIRECTIONS = ("outbound", "accepted")
 
 
-def _address(text: str) -> str:
-    """Decode ``0100007F:1F90`` (or the 32-digit IPv6 form) to ``127.0.0.1:8080``."""
-    host, port = text.split(":")
-    raw = bytes.fromhex(host)
-    # The kernel prints each 32-bit word in host byte order.
-    words = struct.unpack(f"={len(raw) // 4}I", raw)
-    packed = struct.pack(f"!{len(words)}I", *words)
-    if len(packed) == 4:
-        return f"{socket.inet_ntop(socket.AF_INET, packed)}:{int(port, 16)}"
-    return f"[{socket.inet_ntop(socket.AF_INET6, packed)}]:{int(port, 16)}"
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
 
 
-def _denied(pid: int, what: str) -> StatusError:
-    return StatusError(
-        f"cannot read {what} of PID {pid}: permission denied (it needs the right to ptrace "
-        "the process: its user, or root with CAP_SYS_PTRACE in its user namespace)")
+def listening_ports(sockets: Sequence[Socket]) -> set[int]:
+    return {_port(s.endpoint.local) for s in sockets if s.state == "LISTEN"}
 
 
-def process_info(pid: int) -> tuple[str, str]:
-    """(state letter, command name) from /proc/PID/stat; ``StatusError`` for a
-    PID that does not exist or a zombie."""
+def role(sock: Socket, listening: set[int]) -> str:
+    """``listener``, ``accepted`` (an established socket on a port the process
+    listens on) or ``outbound``."""
+    if sock.state == "LISTEN":
+        return "listener"
+    return "accepted" if _port(sock.endpoint.local) in listening else "outbound"
+
+
+def direction(role: str) -> str:
+    """The cgroup program's direction of a socket of ``role`` (a listener's
+    values go to the connections it accepts)."""
+    return "outbound" if role == "outbound" else "accepted"
+
+
+def _covering() -> Callable[[str], Sequence[_Attached]] | None:
+    """``keepalive_preload.cgroup.covering`` (the cgroup helper's interface),
+    or None in a build without it: the cgroup program is then "unknown"."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("utf-8", "replace")
-    except (FileNotFoundError, ProcessLookupError):
-        raise StatusError(f"no process with PID {pid}") from None
-    except OSError as exc:
-        raise StatusError(f"cannot read /proc/{pid}/stat: {exc.strerror}") from None
-    command = stat[stat.find("(") + 1:stat.rfind(")")]
-    fields = stat[stat.rfind(")") + 2:].split()
-    state = fields[0] if fields else "?"
-    if state in ("Z", "X"):
-        raise StatusError(f"PID {pid} ({command}) is a zombie: it has exited and holds no "
-                          f"sockets (its parent, PID {fields[1]}, has not reaped it yet)")
-    return state, command
+        module = importlib.import_module("keepalive_preload.cgroup")
+    except ImportError:
+        return None
+    found: Callable[[str], Sequence[_Attached]] | None = getattr(module, "covering", None)
+    return found
 
 
-def socket_inodes(pid: int) -> dict[int, int]:
-    """inode -> fd for every socket the process holds. A descriptor that closes
-    while we read is skipped; any other error is a ``StatusError``."""
-    fd_dir = f"/proc/{pid}/fd"
-    try:
-        names = os.listdir(fd_dir)
-    except FileNotFoundError:
-        raise StatusError(f"no process with PID {pid}") from None
-    except PermissionError:
-        raise _denied(pid, "the file descriptors") from None
-    inodes = {}
-    for name in names:
+class Reader:
+    """What one command reads once and shares between processes: each network
+    namespace's TCP table, the cgroup programs on each cgroup."""
+
+    def __init__(self) -> None:
+        self.tables = Tables()
+        self._mount = proc.cgroup_mount()
+        self._programs: dict[str, tuple[list[CgroupProgram] | None, str | None]] = {}
+        self._covering = _covering()
+        self._cgroup_failure: str | None = None
+
+    def cgroup(self, pid: int) -> str | None:
+        if self._mount is None:
+            return None
         try:
-            target = os.readlink(f"{fd_dir}/{name}")
-        except FileNotFoundError:  # closed meanwhile (or the process exited)
-            continue
-        except PermissionError:
-            raise _denied(pid, "the file descriptors") from None
-        except OSError as exc:
-            raise StatusError(f"cannot read {fd_dir}/{name}: {exc.strerror}") from None
-        if target.startswith("socket:["):
-            inodes[int(target[8:-1])] = int(name)
-    if not names and not os.path.exists(f"/proc/{pid}"):
-        raise StatusError(f"no process with PID {pid}")
-    return inodes
+            return proc.cgroup(pid, self._mount)
+        except LiveError:
+            return None
 
-
-def _tcp_table(pid: int) -> dict[int, dict[str, Any]]:
-    """inode -> state, addresses and timer of every TCP socket in the
-    process's network namespace."""
-    hz = os.sysconf("SC_CLK_TCK")
-    rows: dict[int, dict[str, Any]] = {}
-    for table in ("tcp", "tcp6"):
+    def programs(self, cgroup: str | None) -> tuple[list[CgroupProgram] | None, str | None]:
+        """Our cgroup programs on ``cgroup`` and its ancestors (None and why
+        when that cannot be told)."""
+        if cgroup is None:
+            return None, "no cgroup v2"
+        if self._covering is None:
+            return None, "this build cannot read cgroup programs"
+        if self._cgroup_failure is not None:  # not root: same answer for every cgroup
+            return None, self._cgroup_failure
+        known = self._programs.get(cgroup)
+        if known is not None:
+            return known
         try:
-            with open(f"/proc/{pid}/net/{table}") as f:
-                lines = f.readlines()[1:]
-        except FileNotFoundError:
-            if not os.path.exists(f"/proc/{pid}"):
-                raise StatusError(f"no process with PID {pid}") from None
-            continue  # no IPv6 in this kernel
-        except PermissionError:
-            raise _denied(pid, f"/proc/{pid}/net/{table}") from None
-        for line in lines:
-            row = line.split()
-            timer, when = row[5].split(":")
-            kind = TIMERS.get(int(timer, 16), f"timer-{timer}")
-            rows[int(row[9])] = {
-                "state": STATES.get(int(row[3], 16), row[3]),
-                "local": _address(row[1]),
-                "remote": _address(row[2]),
-                "timer": kind,
-                "expires_in": round(int(when, 16) / hz, 2) if kind else None,
-            }
-    return rows
+            found = [CgroupProgram(str(a.cgroup), int(a.prog_id), dict(a.values),
+                                   str(a.scope), bool(a.force), bool(a.effective),
+                                   tuple(getattr(a, "decides", DIRECTIONS if a.effective
+                                                 else ())))
+                     for a in self._covering(cgroup)]
+            result: tuple[list[CgroupProgram] | None, str | None] = (found, None)
+        except PermissionError as exc:
+            self._cgroup_failure = f"cannot read cgroup programs: {exc.strerror or exc}"
+            return None, self._cgroup_failure
+        except (OSError, ValueError) as exc:
+            result = (None, f"cannot read cgroup programs: {exc}")
+        self._programs[cgroup] = result
+        return result
 
 
-def mapped_libraries(pid: int) -> list[dict[str, Any]]:
-    """Our libraries mapped into the process: name, path, and whether the file
-    was replaced or deleted since it was mapped. ``StatusError`` if unreadable.
+def _matches(options: dict[str, int], values: dict[str, int]) -> bool:
+    wanted = effective({name: values.get(name) for name in KEEPALIVE_OPTIONS})
+    return all(options.get(name) == wanted[name] for name in KEEPALIVE_OPTIONS
+               if wanted[name])
 
-    Upgrades (pip, dpkg, rpm) write the new file and rename it over the old one,
-    which unlinks the mapped file: the kernel then marks the path " (deleted)".
-    Inode numbers are not compared with the file now at that path: in a
-    container (another mount namespace, overlayfs) they differ without any
-    upgrade."""
-    ours = set(LIBRARIES.values())
-    found: dict[str, dict[str, Any]] = {}
+
+def deciding(programs: list[CgroupProgram] | None, way: str) -> CgroupProgram | None:
+    """Our cgroup program whose values a connection of direction ``way`` gets."""
+    return next((p for p in programs or () if way in p.decides), None)
+
+
+def source(options: dict[str, int] | None, libraries: list[Library] | None,
+           programs: list[CgroupProgram] | None, way: str = "outbound") -> str:
+    """Where the keepalive of a socket of direction ``way`` comes from, as far
+    as can be told (see ``records.SOURCES``)."""
+    if options is None:
+        return "unknown"
+    if not options["keepalive"]:
+        return "none"
+    chosen = deciding(programs, way)
+    if chosen is not None and _matches(options, chosen.values):
+        return "cgroup"
+    if libraries:
+        return "library"
+    if libraries is None:
+        return "unknown"
+    return "program"
+
+
+def sockets_of(inodes: dict[int, int], table: Table) -> list[Socket]:
+    """The process's TCP sockets (``inodes``: inode -> fd), by fd."""
+    found = []
+    for inode, fd in inodes.items():
+        endpoint = table.get(inode)
+        if endpoint is not None:
+            found.append(Socket(fd, endpoint))
+    found.sort(key=lambda s: s.fd)
+    return found
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while tens of thousands of records
+    (none in a cycle) are made: its passes over them cost more than the walk."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        with open(f"/proc/{pid}/maps") as f:
-            lines = f.readlines()
-    except FileNotFoundError:
-        raise StatusError(f"no process with PID {pid}") from None
-    except OSError as exc:
-        raise StatusError(f"cannot read /proc/{pid}/maps: {exc.strerror}") from None
-    for line in lines:
-        # address perms offset dev inode pathname; the pathname may contain spaces
-        # and ends in " (deleted)" once the file was unlinked (replaced by an upgrade).
-        fields = line.rstrip("\n").split(None, 5)
-        if len(fields) < 6:
-            continue
-        path = fields[5]
-        deleted = path.endswith(" (deleted)")
-        if deleted:
-            path = path[:-len(" (deleted)")]
-        name = os.path.basename(path)
-        if name not in ours or path in found:
-            continue
-        found[path] = {"name": name, "path": path, "replaced": deleted}
-    return sorted(found.values(), key=lambda m: (m["name"], m["path"]))
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
-def lacks_keepalive(sock: dict[str, Any]) -> bool:
-    """An established connection without keepalive: from the value read from
-    the socket, else from the timer (idle with keepalive on, the keepalive
-    timer is armed; with data in flight the retransmit timer is, so only "no
-    timer at all" counts)."""
-    if sock["state"] != "ESTABLISHED":
-        return False
-    if sock.get("options"):
-        return not sock["options"]["keepalive"]
-    return sock["timer"] is None
-
-
-def inspect(pid: int, tables: dict[int, dict[int, dict[str, Any]]] | None = None,
-            ) -> dict[str, Any]:
-    """One process: its TCP sockets (state, addresses, timer, options read from
-    the socket), our libraries it has mapped, and why anything could not be
-    read. ``tables`` caches /proc/net/tcp per network namespace."""
-
-    _, command = process_info(pid)
-    inodes = socket_inodes(pid)
-    report: dict[str, Any] = {"pid": pid, "command": command, "libraries_error": None}
+def _read_options(report: ProcessStatus) -> None:
+    """The options of each socket, read through one pidfd; where the process
+    may not be read (or the kernel is too old), the reason instead."""
     try:
-        libraries = mapped_libraries(pid)
-        report["preloaded"] = sorted({m["name"] for m in libraries})
-        report["libraries"] = libraries
-    except StatusError as exc:
-        report["preloaded"] = None
-        report["libraries"] = None
-        report["libraries_error"] = str(exc)
-    table: dict[int, dict[str, Any]] = {}
+        with Remote(report.pid) as remote:
+            for sock in report.sockets:
+                try:
+                    with remote.socket(sock.fd, sock.endpoint.inode) as dup:
+                        sock.options = read_options(dup)
+                except Closed:
+                    sock.options = None
+    except (AccessDenied, KernelTooOld) as exc:
+        report.options_error = str(exc)
+        for sock in report.sockets:
+            sock.options = None
+
+
+def inspect(pid: int, reader: Reader | None = None, *, listed: bool = False) -> ProcessStatus:
+    """One process: its TCP sockets (state, addresses, timer, options read
+    from the socket, their source), our libraries it has mapped, our cgroup
+    programs over it, and why anything could not be read. ``listed``: the PID
+    comes from /proc's listing (a process, not a thread ID)."""
+    reader = reader or Reader()
+    info = proc.stat(pid) if listed else proc.process(pid)
+    if listed:
+        if info.state == "Z":
+            raise ZombieProcess(pid, f"PID {pid} is a zombie")
+        if info.kernel_thread:
+            raise NotAProcess(pid, f"PID {pid} is a kernel thread")
+    report = ProcessStatus(pid, info.command)
+    inodes = proc.socket_inodes(pid)
+    try:
+        report.libraries = proc.mapped_libraries(pid)
+    except (AccessDenied, ReadError) as exc:
+        report.libraries_error = str(exc)
     if inodes:
-        try:
-            key = os.stat(f"/proc/{pid}/ns/net").st_ino
-        except OSError:
-            key = -pid
-        # One read per namespace: --all is a snapshot, as ss is; a socket made
-        # after its namespace's table was read is not listed.
-        cached = tables.get(key) if tables is not None else None
-        if cached is not None:
-            table = cached
-        else:
-            table = _tcp_table(pid)
-            if tables is not None:
-                tables[key] = table
-    sockets = [{"fd": fd, **table[inode], "inode": inode}
-               for inode, fd in inodes.items() if inode in table]
-    sockets.sort(key=lambda s: s["fd"])
-    report["options_error"] = None
-    if sockets:
-        try:
-            with Remote(pid) as remote:
-                for sock in sockets:
-                    try:
-                        with remote.socket(sock["fd"], sock["inode"]) as dup:
-                            sock["options"] = read_options(dup)
-                    except PidfdError as exc:
-                        if exc.errno != errno.EBADF:
-                            raise
-                        sock["options"] = None  # closed meanwhile
-        except PidfdError as exc:
-            if exc.errno == errno.ESRCH:
-                raise StatusError(str(exc)) from None
-            report["options_error"] = str(exc)
-            for sock in sockets:
-                sock["options"] = None
-    report["sockets"] = sockets
-    report["without_keepalive"] = sum(lacks_keepalive(s) for s in sockets)
+        report.sockets = sockets_of(inodes, reader.tables.for_process(pid, proc.netns(pid)))
+    if report.sockets:
+        report.cgroup = reader.cgroup(pid)
+        report.cgroup_programs, report.cgroup_error = reader.programs(report.cgroup)
+        _read_options(report)
+        listening = listening_ports(report.sockets)
+        for sock in report.sockets:
+            sock.source = source(sock.options, report.libraries, report.cgroup_programs,
+                                 direction(role(sock, listening)))
+    # What was read is only true if the process did not exit meanwhile: an
+    # exiting process closes its descriptors one by one.
+    proc.still_there(pid)
     return report
 
 
-def inspect_all() -> list[dict[str, Any]]:
-    """Every process with TCP sockets, and every process that could not be read
-    (with ``error``); zombies and processes that exit meanwhile are left out.
-    Sorted: most connections without keepalive first, then the unreadable ones,
-    then the rest, each by PID."""
-    tables: dict[int, dict[int, dict[str, Any]]] = {}
-    reports: list[dict[str, Any]] = []
+def inspect_all(include_loopback: bool = True,
+                ) -> tuple[list[ProcessStatus | Unreadable], Reader]:
+    """Every process with TCP sockets, and every process that could not be
+    read; zombies, kernel threads and processes that exit meanwhile are left
+    out. Sorted: most connections without keepalive first, then the
+    unreadable ones, then the rest, each by PID."""
+    reader = Reader()
+    reports: list[ProcessStatus | Unreadable] = []
     me = os.getpid()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
+    with no_gc():
+        _walk(reader, reports, me)
+
+    def order(r: ProcessStatus | Unreadable) -> tuple[int, bool, int]:
+        if isinstance(r, Unreadable):
+            return (0, False, r.pid)
+        return (-r.without_keepalive(include_loopback), True, r.pid)
+
+    reports.sort(key=order)
+    return reports, reader
+
+
+def _walk(reader: Reader, reports: list[ProcessStatus | Unreadable], me: int) -> None:
+    for pid in proc.pids():
+        if pid == me:
             continue
-        pid = int(name)
         try:
-            report = inspect(pid, tables)
-        except StatusError as exc:
-            if not os.path.exists(f"/proc/{pid}") or "zombie" in str(exc):
-                continue
-            command = "?"
+            report = inspect(pid, reader, listed=True)
+        except (NoSuchProcess, ZombieProcess, NotAProcess):
+            continue
+        except LiveError as exc:
             try:
-                command = process_info(pid)[1]
-            except StatusError:
+                info = proc.stat(pid)
+            except LiveError:
                 continue
-            reports.append({"pid": pid, "command": command, "error": str(exc)})
+            if info.kernel_thread or info.state == "Z":
+                continue
+            reports.append(Unreadable(pid, info.command, str(exc)))
             continue
-        if report["sockets"]:
+        if report.sockets:
             reports.append(report)
-    reports.sort(key=lambda r: (-int(r.get("without_keepalive", 0)), "error" not in r,
-                                int(r["pid"])))
-    return reports
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-
-
-def _libraries_line(report: dict[str, Any]) -> str:
-    if report["libraries"] is None:
-        return f"preloaded: cannot tell ({report['libraries_error']})"
-    if not report["libraries"]:
-        return "preloaded: none of ours"
-    words = []
-    for lib in report["libraries"]:
-        if lib["replaced"]:
-            words.append(f"{lib['name']} (file replaced or deleted since it was loaded: "
-                         f"{lib['path']}; the process still runs the old one)")
-        else:
-            words.append(lib["name"])
-    return "preloaded: " + ", ".join(words)
-
-
-def _timer(sock: dict[str, Any]) -> str:
-    return f"{sock['timer']}:{sock['expires_in']:g}s" if sock["timer"] else "-"
-
-
-def format_status(report: dict[str, Any]) -> str:
-    """The text ``status PID`` prints for one process."""
-    lines = [f"PID {report['pid']} ({report['command']}): {_libraries_line(report)}"]
-    if report["options_error"]:
-        lines.append(f"options not read: {report['options_error']}; showing the timers only")
-    if not report["sockets"]:
-        lines.append("no TCP sockets")
-        return "\n".join(lines)
-    with_options = report["options_error"] is None
-    head: tuple[str, ...] = ("FD", "STATE", "LOCAL", "REMOTE", "TIMER")
-    if with_options:
-        head += ("KEEPALIVE", "IDLE(s)", "INTVL(s)", "CNT", "USER_TIMEOUT(ms)")
-    rows: list[tuple[str, ...]] = [head]
-    for s in report["sockets"]:
-        remote = "*" if s["state"] == "LISTEN" else s["remote"]
-        row: tuple[str, ...] = (str(s["fd"]), s["state"], s["local"], remote, _timer(s))
-        if with_options:
-            o = s["options"]
-            if o is None:
-                row += ("?",) * 5
-            else:
-                row += ("on" if o["keepalive"] else "off", str(o.get("idle", "?")),
-                        str(o.get("interval", "?")), str(o.get("count", "?")),
-                        str(o.get("user_timeout", "?")))
-        rows.append(row)
-    lines.extend(_table(rows))
-    return "\n".join(lines)
-
-
-def format_all(reports: list[dict[str, Any]]) -> str:
-    """The text ``status --all`` prints."""
-    if not reports:
-        return "no process holds a TCP socket"
-    rows: list[tuple[str, ...]] = [("PID", "COMMAND", "ESTABLISHED", "WITHOUT_KEEPALIVE")]
-    details: dict[int, list[str]] = {}
-    for r in reports:
-        if "error" in r:
-            rows.append((str(r["pid"]), r["command"], "?", f"? {r['error']}"))
-            continue
-        established = sum(s["state"] == "ESTABLISHED" for s in r["sockets"])
-        rows.append((str(r["pid"]), r["command"], str(established), str(r["without_keepalive"])))
-        details[len(rows) - 1] = [f"    fd {s['fd']}  {s['local']} -> {s['remote']}"
-                                  for s in r["sockets"] if lacks_keepalive(s)]
-    lines = []
-    for i, line in enumerate(_table(rows)):
-        lines.append(line)
-        lines.extend(details.get(i, []))
-    return "\n".join(lines)
-
-
-def _public(report: dict[str, Any]) -> dict[str, Any]:
-    out = dict(report)
-    if "sockets" in out:
-        out["sockets"] = [{k: v for k, v in s.items() if k != "inode"} for s in out["sockets"]]
-    return out
-
-
-def report_each(pids: Sequence[int], read: Callable[[int], dict[str, Any]],
-                error: type[Exception], show: Callable[[dict[str, Any]], str], as_json: bool, *,
-                public: Callable[[dict[str, Any]], dict[str, Any]] = lambda report: report,
-                separator: str = "\n") -> tuple[bool, list[dict[str, Any]]]:
-    """read(pid) for each PID, then print every report: as text (show), or as
-    one JSON list (public) in which a PID that raised ``error`` is
-    ``{"pid", "error"}``, its message also a line on stderr. Returns whether
-    any PID failed, and the reports read. For status and apply."""
-    failed = False
-    reports: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for pid in pids:
-        try:
-            report = read(pid)
-        except error as exc:
-            failed = True
-            sys.stderr.write(f"{PROG}: {exc}\n")
-            results.append({"pid": pid, "error": str(exc)})
-            continue
-        reports.append(report)
-        results.append(public(report))
-    if as_json:
-        print(json.dumps(results, indent=2))
-    elif reports:
-        print(separator.join(show(report) for report in reports))
-    return failed, reports

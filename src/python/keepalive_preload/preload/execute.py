@@ -14,17 +14,19 @@ SHELL = "/bin/sh"
 
 
 class CommandError(Exception):
-    """COMMAND cannot be run; ``status`` is the shell's exit code for it."""
+    """COMMAND cannot be run: ``found`` tells a command that was not found (a
+    shell's 127) from one found but not executable (126); the statuses are
+    the command line's (cli.args)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, *, found: bool) -> None:
         super().__init__(message)
-        self.status = status
+        self.found = found
 
 
 def resolve(command: str, search_path: str | None) -> str:
     """The file ``command`` names, found on ``search_path`` as a shell would.
 
-    Raises ``CommandError`` with status 127 (not found) or 126 (not executable).
+    Raises ``CommandError`` (not found, or found but not executable).
     """
     if "/" in command:
         candidates = [command]
@@ -38,12 +40,12 @@ def resolve(command: str, search_path: str | None) -> str:
                 return candidate
             denied = denied or candidate
         elif os.path.isdir(candidate) and "/" in command:
-            raise CommandError(f"{command}: is a directory", 126)
+            raise CommandError(f"{command}: is a directory", found=True)
     if denied is not None:
-        raise CommandError(f"{denied}: permission denied", 126)
+        raise CommandError(f"{denied}: permission denied", found=True)
     if "/" in command:
-        raise CommandError(f"{command}: no such file or directory", 127)
-    raise CommandError(f"{command}: command not found", 127)
+        raise CommandError(f"{command}: no such file or directory", found=False)
+    raise CommandError(f"{command}: command not found", found=False)
 
 
 def _program_headers(path: str) -> tuple[str, list[tuple[int, int, int]]] | None:
@@ -138,26 +140,27 @@ def looks_binary(path: str) -> bool:
 
 def execute(program: str, argv: list[str], env: dict[str, str]) -> CommandError:
     """Replace this process with ``program`` as a shell would; return only on
-    failure, with the shell's message and exit status: a file without ``#!``
-    that the kernel does not run is run by /bin/sh; a missing interpreter is
-    127, one that cannot be executed 126."""
+    failure, with the shell's message: a file without ``#!`` that the kernel
+    does not run is run by /bin/sh; a missing interpreter counts as not
+    found, one that cannot be executed as not executable."""
     try:
         os.execve(program, argv, env)
     except OSError as exc:
         failure = exc
     if failure.errno == errno.ENOEXEC:
         if looks_binary(program):
-            return CommandError(f"{argv[0]}: cannot execute binary file: Exec format error", 126)
+            return CommandError(f"{argv[0]}: cannot execute binary file: Exec format error",
+                                found=True)
         try:
             os.execve(SHELL, ["sh", program, *argv[1:]], env)
         except OSError as exc:
-            return CommandError(f"{SHELL}: {exc.strerror}", 126)
+            return CommandError(f"{SHELL}: {exc.strerror}", found=True)
     interp = interpreter(program)
+    found = failure.errno != errno.ENOENT
     if interp is not None and failure.errno in (errno.ENOENT, errno.EACCES, errno.ENOEXEC):
-        status = 127 if failure.errno == errno.ENOENT else 126
-        return CommandError(f"{argv[0]}: bad interpreter {interp}: {failure.strerror}", status)
-    status = 127 if failure.errno == errno.ENOENT else 126
-    return CommandError(f"{argv[0]}: {failure.strerror}", status)
+        return CommandError(f"{argv[0]}: bad interpreter {interp}: {failure.strerror}",
+                            found=found)
+    return CommandError(f"{argv[0]}: {failure.strerror}", found=found)
 
 
 def privilege_change(path: str) -> str | None:
