@@ -421,6 +421,34 @@ class TestInstalledDebs:
         assert result.returncode == 1
         assert f"{conf}:2: " in result.stdout
 
+    def test_cgroup_mode_from_the_package(self, tmp_path: Path) -> None:
+        """cgroup attach/show/detach by /usr/bin/keepalive-preload (bpf(2) from
+        the system python3), with the values of a configuration file, on a
+        scratch cgroup removed afterwards."""
+        from keepalive_preload.cgroup.attach import cgroup2_mounts
+
+        release = re.match(r"(\d+)\.(\d+)", os.uname().release)
+        if release and (int(release.group(1)), int(release.group(2))) < (5, 9):
+            unavailable(f"the cgroup mode needs Linux >= 5.9, not {os.uname().release}")
+        mounts = cgroup2_mounts()
+        if not mounts:
+            unavailable("no cgroup2 mount on this host")
+        conf = tmp_path / "kp.conf"
+        conf.write_text("TCP_KEEPIDLE=31\n")
+        conf.chmod(0o644)
+        group = os.path.join(mounts[0], f"kp-test-pkg-{os.getpid()}")
+        os.mkdir(group)
+        try:
+            attached = system_command("cgroup", "attach", "--config", str(conf), group)
+            assert attached.returncode == 0, attached.stderr
+            shown = system_command("cgroup", "show", group)
+            assert shown.returncode == 0, shown.stderr
+            assert "idle 31 s" in shown.stdout  # the file's value
+        finally:
+            detached = system_command("cgroup", "detach", group)
+            os.rmdir(group)
+        assert detached.returncode == 0, detached.stderr
+
     def test_byte_compiled_for_the_system_python(self) -> None:
         cache = Path(PYDIR["deb"]) / "keepalive_preload" / "__pycache__"
         assert any(cache.glob("__init__.cpython-*.pyc"))
