@@ -680,17 +680,17 @@ def test_rpm_upgrade_from_0_2_0(packages: dict[tuple[str, str], Path],
     output(rpm, "--root", root, "-i", "--nodeps", "--noscripts", str(old))
     # Dependencies checked (the scratch root lacks glibc and python3, which
     # rpm reports too): alone, the libraries' package conflicts with 0.2.0 ...
-    def test(*names: str) -> str:
+    def refusals(*names: str) -> str:
         checked = subprocess.run([rpm, "--root", root, "-U", "--noscripts", "--test",
                                   *(str(packages["rpm", name]) for name in names)],
                                  capture_output=True, text=True, timeout=TIMEOUT)
         return checked.stderr
 
     assert "keepalive-preload < 0.3.0 conflicts with libkeepalive-preload" in \
-        test("libkeepalive-preload")
+        refusals("libkeepalive-preload")
     # ... together with the new command, nothing conflicts, and the upgrade
     # moves the files.
-    assert "conflicts" not in test(*PACKAGES)
+    assert "conflicts" not in refusals(*PACKAGES)
     output(rpm, "--root", root, "-U", "--nodeps", "--noscripts",
            *(str(packages["rpm", name]) for name in PACKAGES))
     assert output(rpm, "--root", root, "-qf", f"/usr/lib64/{LIBS['connect']}").strip() == \
