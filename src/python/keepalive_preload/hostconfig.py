@@ -15,6 +15,10 @@ library prints on stderr at load time:
 
 ``cgroup attach`` and ``apply`` take their values from ``read()`` under the
 command line's; ``config --check`` prints the problems.
+
+The child is ``/bin/true``: a file whose ``KEEPALIVE_EXCLUDE`` names ``true``
+excludes it, and the library then reports ``KEEPALIVE=off`` for it (the
+values stay the file's).
 """
 
 from __future__ import annotations
