@@ -11,7 +11,7 @@ quarters of the timeout, with ``interval`` well below ``idle``. ``count``
 unanswered probes declare the peer dead after ``idle + interval * count``
 seconds, which is also the derived TCP_USER_TIMEOUT.
 
-The one table of presets: the command line, the README's table (checked by a
+The one table of presets: the command line, docs/presets.md's table (checked by a
 test) and the man page agree with it.
 """
 

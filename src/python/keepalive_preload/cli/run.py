@@ -64,7 +64,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         sys.stderr.write(
             f"{PROG}: warning: {program} is {why}: the loader ignores this LD_PRELOAD path, "
             "so keepalive stays off; only a library installed set-user-ID in a system "
-            "directory is preloaded (see the README), and it then uses the defaults\n")
+            "directory is preloaded (see keepalive-preload(7), SETUID PROGRAMS), and it then "
+            "uses the defaults\n")
     if args.debug:
         _report_inherited(args, env)
     sys.stdout.flush()
