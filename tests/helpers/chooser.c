@@ -56,12 +56,8 @@ static void choose(int fd, const char *what)
 
 static void report(int fd)
 {
-    printf("{\"fd\": %d, \"set\": %d, \"set_errno\": %d, \"SO_KEEPALIVE\": %d, "
-           "\"TCP_KEEPIDLE\": %d, \"TCP_KEEPINTVL\": %d, \"TCP_KEEPCNT\": %d, "
-           "\"TCP_USER_TIMEOUT\": %d}\n",
-           fd, set_ret, set_errno, option(fd, SOL_SOCKET, SO_KEEPALIVE),
-           option(fd, IPPROTO_TCP, TCP_KEEPIDLE), option(fd, IPPROTO_TCP, TCP_KEEPINTVL),
-           option(fd, IPPROTO_TCP, TCP_KEEPCNT), option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT));
+    printf("{\"fd\": %d, \"set\": %d, \"set_errno\": %d, ", fd, set_ret, set_errno);
+    print_keepalive_options(fd);
     fflush(stdout);
 }
 
