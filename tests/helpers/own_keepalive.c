@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "accept_one.h"
 #include "option.h"
 
 static int set_ret, set_errno;
@@ -78,16 +79,11 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(action, "listen4") == 0) {
-        socklen_t len = sizeof a;
         if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0)
             return 1;
         if (before)
             own(fd, when);
-        if (listen(fd, 8) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-            return 1;
-        printf("{\"port\": %d}\n", ntohs(a.sin_port));
-        fflush(stdout);
-        int conn = accept(fd, NULL, NULL);
+        int conn = accept_one(fd, &a);
         if (conn < 0)
             return 1;
         if (after)
