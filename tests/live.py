@@ -13,8 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from netns import read_event
@@ -36,6 +38,54 @@ ECHO = [sys.executable, str(HELPERS / "echo_peer.py")]
 #: The names the helpers report under, by the names status uses.
 NAMES = {"keepalive": "SO_KEEPALIVE", "idle": "TCP_KEEPIDLE", "interval": "TCP_KEEPINTVL",
          "count": "TCP_KEEPCNT", "user_timeout": "TCP_USER_TIMEOUT"}
+
+
+#: The start of a driver run by in_namespaces: lo up with ADDRESS on it, `kp`
+#: (the command), `echo`, and pair(address) -> [server PID, client PID]: an
+#: echo pair connected on that address, its processes kept in `procs`.
+_NAMESPACE_PRELUDE = """\
+import json, os, subprocess, sys
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["ip", "addr", "add", ADDRESS + "/32", "dev", "lo"], check=True)
+procs = []
+def pair(address):
+    server = subprocess.Popen([*echo, "serve", address, "0"], stdout=subprocess.PIPE,
+                              text=True)
+    port = json.loads(server.stdout.readline())["port"]
+    client = subprocess.Popen([*echo, "connect", address, str(port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    client.stdout.readline(); server.stdout.readline()
+    procs.extend([server, client])
+    return [server.pid, client.pid]
+"""
+#: The end of such a driver: the pairs ended, `out` printed as JSON.
+_NAMESPACE_EPILOGUE = """
+for p in procs:
+    p.kill(); p.wait()
+print(json.dumps(out))
+"""
+
+
+def in_namespaces(tmp_path: Path, address: str, body: str, *args: str) -> Any:
+    """Runs the Python `body` (after _NAMESPACE_PRELUDE; it sets `out`) as the
+    first process of new PID and network namespaces (unshare --mount-proc:
+    /proc holds only its processes), with `args` as its sys.argv[1:]; returns
+    its `out`. Unavailable without root or when namespaces cannot be made."""
+    if os.geteuid() != 0:
+        unavailable("new PID and network namespaces need root")
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        unavailable("unshare (util-linux) is not installed")
+    driver = tmp_path / "driver.py"
+    driver.write_text(f"ADDRESS = {address!r}\nkp, echo = {ENTRY_POINTS['module']!r}, {ECHO!r}\n"
+                      + _NAMESPACE_PRELUDE + textwrap.dedent(body) + _NAMESPACE_EPILOGUE)
+    done = subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "--net",
+                           sys.executable, str(driver), *args], capture_output=True,
+                          text=True, timeout=120, env=clean_env())
+    if done.returncode != 0 and "unshare" in done.stderr and not done.stdout:
+        unavailable(f"cannot create namespaces: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def event(proc: subprocess.Popen[str], name: str) -> dict[str, Any]:

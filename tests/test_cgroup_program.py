@@ -28,8 +28,8 @@ from keepalive_preload.cgroup.program import (
     map_values,
     program,
 )
-from keepalive_preload.cli import main
 from keepalive_preload.cli.cgroup import describe
+from keepalive_preload.cli.dispatch import main
 from support import ROOT, cli, one_line_error
 
 

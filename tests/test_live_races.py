@@ -14,17 +14,20 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
 from keepalive_preload.live import apply as live_apply
 from keepalive_preload.live import status as live_status
 from keepalive_preload.live.errors import LiveError, ProcessExiting
+from keepalive_preload.live.records import ApplyReport
 from live import holder, sock, status
 from support import ENTRY_POINTS, TIMEOUT, clean_env, cli, one_line_error, stop, unavailable
 
 KP = ENTRY_POINTS["script"]
+_T = TypeVar("_T")
 #: Bounds of the race loops: tries, and seconds in all.
 TRIES, SECONDS = 12, 90
 EVIL = "\x1b[2J\x1b[31mEVIL\n"
@@ -86,14 +89,28 @@ def test_exiting_process_from_the_command_line(command: str) -> None:
     assert 1 in outcomes
 
 
+def kill_inside_the_pass(attempt: Callable[[float], _T | str], delay: float,
+                         later: float) -> _T:
+    """Bounded retries (SECONDS) of ``attempt(delay)``, which kills the process
+    ``delay`` seconds into a pass over its sockets and returns what it saw when
+    the kill landed inside the pass; "sooner" when the pass finished first (the
+    delay is halved), "later" when the kill came before it began (the delay
+    grows by ``later``)."""
+    deadline = time.monotonic() + SECONDS
+    while time.monotonic() < deadline:
+        got = attempt(delay)
+        if not isinstance(got, str):
+            return got
+        delay = delay / 2 if got == "sooner" else delay * later
+    raise AssertionError("no kill landed inside the pass")
+
+
 def test_apply_reports_what_it_changed_when_it_stops_half_way() -> None:
     """The process dies during the pass: what was set is in the report, the
     report says it stopped, and the command exits 1. Bounded retries until a
     kill lands inside the pass."""
-    stopped = None
-    deadline = time.monotonic() + SECONDS
-    delay = 0.02
-    while stopped is None and time.monotonic() < deadline:
+
+    def attempt(delay: float) -> tuple[ApplyReport, int] | str:
         with holder(2000) as (_proc, info):
             pid = info["pid"]
             killer = threading.Timer(delay, os.kill, (pid, signal.SIGKILL))
@@ -103,17 +120,17 @@ def test_apply_reports_what_it_changed_when_it_stops_half_way() -> None:
             finally:
                 killer.cancel()
             if report.error is not None and report.command is not None and report.sockets:
-                stopped = report
-            elif report.error is None:
+                return report, info["sockets"]
+            if report.error is None:
                 assert {a.action for a in report.sockets} == {"set"}
-                delay /= 2  # it finished first: kill sooner
-            else:
-                delay *= 1.5  # it was killed before the pass began: later
-    assert stopped is not None, "no kill landed inside the pass"
+                return "sooner"  # it finished first
+            return "later"  # it was killed before the pass began
+
+    stopped, held = kill_inside_the_pass(attempt, 0.02, 1.5)
     assert stopped.failed
     assert stopped.error is not None
     assert stopped.error.startswith("stopped")
-    assert len(stopped.sockets) < info["sockets"]
+    assert len(stopped.sockets) < held
     assert {a.action for a in stopped.sockets} <= {"set", "skipped"}
     assert any(a.action == "set" and a.after and a.after["idle"] == 20
                for a in stopped.sockets)
@@ -125,10 +142,8 @@ def test_apply_reports_what_it_changed_when_it_stops_half_way() -> None:
 def test_apply_command_stopped_half_way_exits_1_with_the_changes() -> None:
     """The same through the command, as a user who loses the right to the
     process (it is killed): JSON with the sockets set and "stopped", exit 1."""
-    got = None
-    deadline = time.monotonic() + SECONDS
-    delay = 0.15
-    while got is None and time.monotonic() < deadline:
+
+    def attempt(delay: float) -> tuple[int, dict[str, Any], str] | str:
         with holder(3000) as (_proc, info):
             pid = info["pid"]
             run = subprocess.Popen([*KP, "apply", "--json", "--idle", "21", str(pid)],
@@ -139,13 +154,10 @@ def test_apply_command_stopped_half_way_exits_1_with_the_changes() -> None:
             out, err = run.communicate(timeout=TIMEOUT)
             (data,) = json.loads(out) if out else [{}]
             if data.get("stopped") and data["sockets"]:
-                got = (run.returncode, data, err)
-            elif run.returncode == 0:
-                delay /= 2
-            else:
-                delay *= 1.3
-    assert got is not None, "no kill landed inside the pass"
-    code, data, err = got
+                return run.returncode, data, err
+            return "sooner" if run.returncode == 0 else "later"
+
+    code, data, err = kill_inside_the_pass(attempt, 0.15, 1.3)
     assert code == 1
     assert any(s["action"] == "set" for s in data["sockets"])
     assert err.startswith(f"keepalive-preload: PID {data['pid']}: stopped"), err

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from keepalive_preload import cli as _cli
 from keepalive_preload._options import OPTIONS
+from keepalive_preload.cli import dispatch as _cli
 from support import ROOT, TIMEOUT, need_tool
 
 PAGES = {1: ROOT / "man" / "keepalive-preload.1", 7: ROOT / "man" / "keepalive-preload.7"}

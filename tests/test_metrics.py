@@ -6,20 +6,16 @@ network namespaces of the test's own, `--output` written atomically.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
-from live import ECHO, holder
-from support import ENTRY_POINTS, TIMEOUT, clean_env, cli, stop, unavailable
+from live import holder, in_namespaces
+from support import TIMEOUT, cli, stop, unavailable
 
 SAMPLE = re.compile(r'^(\w+)(?:\{([^}]*)\})? (\S+)$')
 
@@ -73,38 +69,13 @@ def test_counts_in_namespaces_of_our_own(tmp_path: Path) -> None:
     """In new PID and network namespaces, one pair on 10.200.9.2 (a network
     address) and one on loopback, nothing else: exact counts before and after
     `apply` of the network pair."""
-    if os.geteuid() != 0:
-        unavailable("new PID and network namespaces need root")
-    driver = tmp_path / "driver.py"
-    driver.write_text(textwrap.dedent(f"""
-        import json, subprocess
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "addr", "add", "10.200.9.2/32", "dev", "lo"], check=True)
-        kp, echo = {ENTRY_POINTS["module"]!r}, {ECHO!r}
-        procs = []
-        def pair(address):
-            server = subprocess.Popen([*echo, "serve", address, "0"], stdout=subprocess.PIPE,
-                                      text=True)
-            port = json.loads(server.stdout.readline())["port"]
-            client = subprocess.Popen([*echo, "connect", address, str(port)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            client.stdout.readline(); server.stdout.readline()
-            procs.extend([server, client])
-            return [server.pid, client.pid]
+    out = in_namespaces(tmp_path, "10.200.9.2", """
         network = pair("10.200.9.2"); pair("127.0.0.1")
         run = lambda *a: subprocess.run([*kp, *a], capture_output=True, text=True, timeout=60)
-        out = {{"before": run("metrics").stdout}}
+        out = {"before": run("metrics").stdout}
         run("apply", *map(str, network))
         out["after"] = run("metrics").stdout
-        for p in procs:
-            p.kill(); p.wait()
-        print(json.dumps(out))
-    """))
-    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--net",
-                           sys.executable, str(driver)], capture_output=True, text=True,
-                          timeout=120, env=clean_env())
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    """)
 
     def count(text: str, **labels: str) -> float:
         return sum(v for (name, got), v in samples(text).items()

@@ -175,6 +175,26 @@ def test_run_values_win_over_redis_server() -> None:
                                    clean_env()), 20)
 
 
+def ready_client_timer(argv: list[str], env: dict[str, str]) -> float:
+    """The keepalive timer of a client (argv + the port of a held server)
+    that prints "ready" once its socket has its options; killed after."""
+    server = HeldServer()
+    try:
+        proc = subprocess.Popen([*argv, str(server.port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=env)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            return keepalive_timer(f"dport = :{server.port}")
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    finally:
+        server.close()
+
+
 NODE_CLIENT = """
 const net = require("net");
 const s = net.connect(Number(process.argv[1]), "127.0.0.1", () => {
@@ -188,22 +208,7 @@ setTimeout(() => s.destroy(), 20000);
 def node_timer(prefix: list[str], env: dict[str, str]) -> float:
     """Node's socket.setKeepAlive(true, 100000), after connecting: 100 s."""
     node = need_tool("node")
-    server = HeldServer()
-    try:
-        proc = subprocess.Popen([*prefix, node, "-e", NODE_CLIENT, str(server.port)],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env=env)
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-            return keepalive_timer(f"dport = :{server.port}")
-        finally:
-            proc.kill()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-    finally:
-        server.close()
+    return ready_client_timer([*prefix, node, "-e", NODE_CLIENT], env)
 
 
 def test_node_keeps_its_own_by_default() -> None:
@@ -256,23 +261,8 @@ def java_class(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.mark.parametrize("variant", [None, "connect", "listen", "socket"])
 def test_java_set_keepalive_gets_our_timers(java_class: str, variant: str | None) -> None:
     java = need_tool("java")
-    server = HeldServer()
     env = preloaded(variant, TCP_KEEPIDLE="30") if variant else clean_env()
-    try:
-        proc = subprocess.Popen([java, "-cp", java_class, "KpClient", str(server.port)],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                env=env)
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-            timer = keepalive_timer(f"dport = :{server.port}")
-        finally:
-            proc.kill()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-    finally:
-        server.close()
+    timer = ready_client_timer([java, "-cp", java_class, "KpClient"], env)
     assert timer_as_expected(timer, variant), timer
 
 
@@ -335,25 +325,11 @@ def test_psql_gets_our_timers() -> None:
 
 @pytest.mark.parametrize("variant", [None, "connect", "socket"])
 def test_python_only_keepalive_gets_our_timers(variant: str | None) -> None:
-    server = HeldServer()
     code = ("import socket, sys\n"
             "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
             "s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)\n"
             "print('ready', flush=True)\n"
             "s.recv(1)\n")
     env = preloaded(variant, TCP_KEEPIDLE="30") if variant else clean_env()
-    try:
-        proc = subprocess.Popen(["python3", "-c", code, str(server.port)],
-                                stdout=subprocess.PIPE, text=True, env=env)
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-            timer = keepalive_timer(f"dport = :{server.port}")
-        finally:
-            proc.kill()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-    finally:
-        server.close()
+    timer = ready_client_timer(["python3", "-c", code], env)
     assert timer_as_expected(timer, variant), timer

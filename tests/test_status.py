@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from live import (
     echo_pair,
     event,
     holder,
+    in_namespaces,
     missing_pid,
     sock,
     status,
@@ -330,51 +330,20 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
     1 while the first lacks keepalive; 0 once `apply` fixed it, the loopback
     pair left out unless --include-loopback; 3 when processes cannot be read
     (root without CAP_SYS_PTRACE)."""
-    if os.geteuid() != 0:
-        unavailable("new PID and network namespaces need root")
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        unavailable("unshare (util-linux) is not installed")
-    driver = tmp_path / "driver.py"
-    driver.write_text(textwrap.dedent(f"""
-        import json, subprocess, sys
-        for cmd in (["ip", "link", "set", "lo", "up"],
-                    ["ip", "addr", "add", "10.200.9.1/32", "dev", "lo"]):
-            subprocess.run(cmd, check=True)
-        kp = {ENTRY_POINTS["module"]!r}
-        echo = {ECHO!r}
-        def pair(address):
-            server = subprocess.Popen([*echo, "serve", address, "0"], stdout=subprocess.PIPE,
-                                      text=True)
-            port = json.loads(server.stdout.readline())["port"]
-            client = subprocess.Popen([*echo, "connect", address, str(port)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            client.stdout.readline(); server.stdout.readline()
-            return [server, client]
-        network, loopback = pair("10.200.9.1"), pair("127.0.0.1")
+    out = in_namespaces(tmp_path, "10.200.9.1", """
         def check(*prefix, extra=()):
             done = subprocess.run([*prefix, *kp, "status", "--all", "--check", "--json",
                                    *extra], capture_output=True, text=True, timeout=60)
             return [done.returncode, json.loads(done.stdout or "[]"), done.stderr]
-        out = {{"network": [p.pid for p in network], "loopback": [p.pid for p in loopback],
-                "before": check()}}
-        out["apply"] = subprocess.run([*kp, "apply", *(str(p.pid) for p in network)],
+        network, loopback = pair("10.200.9.1"), pair("127.0.0.1")
+        out = {"network": network, "loopback": loopback, "before": check()}
+        out["apply"] = subprocess.run([*kp, "apply", *map(str, network)],
                                       capture_output=True, text=True, timeout=60).returncode
         out["after"] = check()
         out["with_loopback"] = check(extra=["--include-loopback"])
         out["unreadable"] = check("setpriv", "--bounding-set=-sys_ptrace",
                                   "--inh-caps=-sys_ptrace")
-        for p in network + loopback:
-            p.kill(); p.wait()
-        print(json.dumps(out))
-    """))
-    done = subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "--net",
-                           sys.executable, str(driver)], capture_output=True, text=True,
-                          timeout=120, env=clean_env())
-    if done.returncode != 0 and "unshare" in done.stderr and not done.stdout:
-        unavailable(f"cannot create namespaces: {done.stderr.strip()}")
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    """)
     network, loopback = out["network"], out["loopback"]
     code, data, _ = out["before"]
     assert code == 1
@@ -400,28 +369,11 @@ def test_cron_recipe_as_written(tmp_path: Path) -> None:
     that crosses a network lacks keepalive, none once `apply` fixed it (a
     loopback pair without keepalive beside it), none when only some processes
     cannot be read."""
-    if os.geteuid() != 0:
-        unavailable("new PID and network namespaces need root")
     doc = (Path(__file__).resolve().parent.parent / "docs" / "live-processes.md").read_text()
     (line,) = [x for x in doc.splitlines() if x.startswith("*/15 ")]
     command = line.split(None, 6)[6]
-    driver = tmp_path / "driver.py"
-    driver.write_text(textwrap.dedent(f"""
-        import json, os, subprocess, sys
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "addr", "add", "10.200.9.3/32", "dev", "lo"], check=True)
-        kp, echo = {ENTRY_POINTS["module"]!r}, {ECHO!r}
+    out = in_namespaces(tmp_path, "10.200.9.3", f"""
         env = dict(os.environ, PATH={os.path.dirname(sys.executable)!r} + ":/usr/bin:/bin")
-        procs = []
-        def pair(address):
-            server = subprocess.Popen([*echo, "serve", address, "0"], stdout=subprocess.PIPE,
-                                      text=True)
-            port = json.loads(server.stdout.readline())["port"]
-            client = subprocess.Popen([*echo, "connect", address, str(port)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            client.stdout.readline(); server.stdout.readline()
-            procs.extend([server, client])
-            return [server.pid, client.pid]
         def cron(*prefix):
             done = subprocess.run([*prefix, "sh", "-c", sys.argv[1]], capture_output=True,
                                   text=True, timeout=60, env=env)
@@ -432,15 +384,7 @@ def test_cron_recipe_as_written(tmp_path: Path) -> None:
         out["after"] = cron()
         out["unreadable"] = cron("setpriv", "--bounding-set=-sys_ptrace",
                                  "--inh-caps=-sys_ptrace")
-        for p in procs:
-            p.kill(); p.wait()
-        print(json.dumps(out))
-    """))
-    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--net",
-                           sys.executable, str(driver), command], capture_output=True,
-                          text=True, timeout=120, env=clean_env())
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    """, command)
     _, text, _ = out["before"]
     assert text.splitlines()[0].split() == ["PID", "COMMAND", "ESTABLISHED",
                                             "WITHOUT_KEEPALIVE"]

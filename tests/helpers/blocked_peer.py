@@ -21,17 +21,22 @@ def say(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
+def connection(role: str, host: str, port: int) -> socket.socket:
+    """The connected socket: accepted on HOST:PORT after {"event": "listening"}
+    (role "listen"), or connected to it (role "connect")."""
+    if role != "listen":
+        return socket.create_connection((host, port))
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, port))
+    srv.listen(1)
+    say(event="listening")
+    conn, _ = srv.accept()
+    return conn
+
+
 def main() -> None:
-    role, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if role == "listen":
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, port))
-        srv.listen(1)
-        say(event="listening")
-        conn, _ = srv.accept()
-    else:
-        conn = socket.create_connection((host, port))
+    conn = connection(sys.argv[1], sys.argv[2], int(sys.argv[3]))
     start = time.monotonic()
     say(event="connected",
         SO_KEEPALIVE=conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),

@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "accept_one.h"
 #include "option.h"
 
 static int set_ret, set_errno;
@@ -56,12 +57,8 @@ static void choose(int fd, const char *what)
 
 static void report(int fd)
 {
-    printf("{\"fd\": %d, \"set\": %d, \"set_errno\": %d, \"SO_KEEPALIVE\": %d, "
-           "\"TCP_KEEPIDLE\": %d, \"TCP_KEEPINTVL\": %d, \"TCP_KEEPCNT\": %d, "
-           "\"TCP_USER_TIMEOUT\": %d}\n",
-           fd, set_ret, set_errno, option(fd, SOL_SOCKET, SO_KEEPALIVE),
-           option(fd, IPPROTO_TCP, TCP_KEEPIDLE), option(fd, IPPROTO_TCP, TCP_KEEPINTVL),
-           option(fd, IPPROTO_TCP, TCP_KEEPCNT), option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT));
+    printf("{\"fd\": %d, \"set\": %d, \"set_errno\": %d, ", fd, set_ret, set_errno);
+    print_keepalive_options(fd);
     fflush(stdout);
 }
 
@@ -94,16 +91,11 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(action, "listen4") == 0) {
-        socklen_t len = sizeof a;
         if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0)
             return 1;
         if (before)
             choose(fd, what);
-        if (listen(fd, 8) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-            return 1;
-        printf("{\"port\": %d}\n", ntohs(a.sin_port));
-        fflush(stdout);
-        int conn = accept(fd, NULL, NULL);
+        int conn = accept_one(fd, &a);
         if (conn < 0)
             return 1;
         if (!before)

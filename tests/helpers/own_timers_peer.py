@@ -10,28 +10,16 @@ options were set}.
 """
 
 import errno
-import json
 import socket
 import sys
 import time
 
-
-def say(**fields: object) -> None:
-    print(json.dumps(fields), flush=True)
+from blocked_peer import connection, say  # the same directory: sys.path[0]
 
 
 def main() -> None:
-    role, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     idle, interval, count = (int(arg) for arg in sys.argv[4:7])
-    if role == "listen":
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, port))
-        srv.listen(1)
-        say(event="listening")
-        conn, _ = srv.accept()
-    else:
-        conn = socket.create_connection((host, port))
+    conn = connection(sys.argv[1], sys.argv[2], int(sys.argv[3]))
     tcp = socket.IPPROTO_TCP
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     conn.setsockopt(tcp, socket.TCP_KEEPIDLE, idle)

@@ -91,11 +91,8 @@ int main(int argc, char **argv)
     if (ret < 0)
         return fail("IORING_OP_CONNECT", -ret);
 
-    printf("{\"call\": \"%s\", \"SO_KEEPALIVE\": %d, \"TCP_KEEPIDLE\": %d, "
-           "\"TCP_KEEPINTVL\": %d, \"TCP_KEEPCNT\": %d, \"TCP_USER_TIMEOUT\": %d}\n",
-           argv[1], option(fd, SOL_SOCKET, SO_KEEPALIVE), option(fd, IPPROTO_TCP, TCP_KEEPIDLE),
-           option(fd, IPPROTO_TCP, TCP_KEEPINTVL), option(fd, IPPROTO_TCP, TCP_KEEPCNT),
-           option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT));
+    printf("{\"call\": \"%s\", ", argv[1]);
+    print_keepalive_options(fd);
     fflush(stdout);
     close(fd);
     io_uring_queue_exit(&ring);

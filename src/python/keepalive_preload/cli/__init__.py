@@ -1,125 +1,140 @@
 """The ``keepalive-preload`` command (also ``python -m keepalive_preload``).
 
-Its layout is its list of subcommands (``args.COMMANDS``: name and one-line
-help): one module each in this package, with ``add_parser(subparsers)`` and
-``run(args, parser)``, over the shared arguments of ``args``. Only the module
-of the subcommand being run is imported, and only its parser built (``run``
-sits in front of every program it starts); the top-level ``--help`` builds
-them all.
+``console()`` is the command. ``run`` sits in front of every program it
+starts and ``path`` inside ``LD_PRELOAD=$(keepalive-preload path)``, so their
+plain forms are read here without argparse, whose import alone costs about
+as much as starting the interpreter: ``path [VARIANT]``, and ``run`` with the
+variant flags, the option flags (``--idle 30``, ``--idle=30``), ``--debug``
+and ``--keep-program-settings`` before ``[--] COMMAND``. Anything else — a
+preset, help, an abbreviation, a value out of range, an option the variant
+does not apply, any other subcommand — goes to the full command line
+(``dispatch.main``), which gives the same result or the one-line error; the
+tests compare the two on every form read here.
 """
 
 from __future__ import annotations
 
-import argparse
-import errno
-import importlib
 import os
 import sys
 
-from .._version import __version__
-from .args import COMMANDS, FAILURE, PROG, Parser
+from .. import environ, path
+from .._options import OPTIONS, VARIANTS, WORDS, variant_name
+from .launch import launch
+from .words import FAILURE, PROG
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .args import Subcommand
-
-_EXAMPLES = (
-    (f"{PROG} run -- redis-cli -h cache monitor", "keepalive on every TCP socket"),
-    (f"{PROG} run --client --idle 30 -- psql -h db", "outbound connections only"),
-    (f"{PROG} run --server --idle 60 -- memcached", "every accepted connection"),
-    (f"{PROG} run --preset aws-nlb -- psql -h db", "values for AWS NLB's 350 s timeout"),
-    (f"{PROG} env --format systemd --preset azure-lb", "a systemd drop-in"),
-    (f'eval "$({PROG} env --idle 30)"; COMMAND', "the same, in this shell"),
-    (f"{PROG} status 1234", "check a running process"),
-    (f"{PROG} apply --idle 30 1234", "fix it without restarting it"),
-    (f"{PROG} cgroup attach system.slice", "every connection of a cgroup (eBPF)"),
-    (f"LD_PRELOAD=$({PROG} path) COMMAND", "the library itself"),
-)
-_WIDTH = max(len(line) for line, _ in _EXAMPLES)
-EXAMPLES = "examples:\n" + "".join(f"  {line:<{_WIDTH}}  {what}\n" for line, what in _EXAMPLES)
+#: The variant when none is named (dispatch's DEFAULT_VARIANT says the same).
+_DEFAULT_VARIANT = "socket"
+_VARIANT_FLAGS = {f"--{WORDS[v]}": v for v in VARIANTS}
+_OPTION_FLAGS = {o.flag: o for o in OPTIONS}
 
 
-def _chosen(argv: Sequence[str]) -> str | None:
-    """The subcommand named on the command line: the first word that is not an
-    option (the top-level parser takes no option with a value)."""
-    for word in argv:
-        if not word.startswith("-"):
-            return word if word in COMMANDS else None
-        if word == "--":
+class Plain:
+    """The plain form of ``run``: what the full command line would read."""
+
+    __slots__ = ("command", "debug", "keep", "values", "variant")
+
+    def __init__(self) -> None:
+        self.variant = _DEFAULT_VARIANT
+        self.values: dict[str, int | None] = {}
+        self.debug = False
+        self.keep = False
+        self.command: list[str] = []
+
+
+def plain_run(words: Sequence[str]) -> Plain | None:
+    """``run``'s words (after ``run``) in the plain form, or None for the full
+    command line."""
+    plain = Plain()
+    variant = None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--" or not word.startswith("-"):
+            plain.command = list(words[i + 1:] if word == "--" else words[i:])
+            break
+        if word in _VARIANT_FLAGS:
+            if variant is not None and variant != _VARIANT_FLAGS[word]:
+                return None  # argparse: not allowed with the other
+            variant = plain.variant = _VARIANT_FLAGS[word]
+        elif word == "--debug":
+            plain.debug = True
+        elif word == "--keep-program-settings":
+            plain.keep = True
+        else:
+            flag, equals, text = word.partition("=")
+            option = _OPTION_FLAGS.get(flag)
+            if option is None:
+                return None
+            if not equals:
+                i += 1
+                if i == len(words):
+                    return None
+                text = words[i]
+            try:
+                plain.values[option.name] = option.parse(text)
+            except ValueError:
+                return None
+        i += 1
+    if not plain.command:
+        return None
+    if any(plain.variant not in _OPTION_BY_NAME[name].variants for name in plain.values):
+        return None
+    return plain
+
+
+_OPTION_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def _plain(words: Sequence[str]) -> int | None:
+    """Run the plain form of ``run`` or ``path``; None: not a plain form."""
+    if words[:1] == ["path"] and len(words) <= 2:
+        if len(words) == 2 and words[1].startswith("-"):
             return None
+        try:
+            variant = variant_name(words[1]) if len(words) == 2 else VARIANTS[0]
+            where = path(variant)
+        except (ValueError, FileNotFoundError):
+            return None
+        sys.stdout.write(where + "\n")
+        return 0
+    if words[:1] == ["run"]:
+        plain = plain_run(words[1:])
+        if plain is None:
+            return None
+        try:
+            env = environ(plain.variant, debug=plain.debug, force=not plain.keep, base=None,
+                          **plain.values)
+        except ValueError:
+            return None
+        given = {_OPTION_BY_NAME[name].variable for name in plain.values}
+        return launch(env, plain.command, debug=plain.debug, given=given)
     return None
 
 
-def parser(chosen: str | None = None) -> Parser:
-    """The command line's parser: with the subcommand ``chosen`` only, or
-    (None) with every subcommand, for the top-level --help and the tests."""
-    top = Parser(prog=PROG, description="Turn on TCP keepalive for any dynamically "
-                 "linked program, with LD_PRELOAD.", epilog=EXAMPLES,
-                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = top.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
-    commands.required = True
-    for name in COMMANDS:
-        # Only the chosen one: the others would only be listed by a --help
-        # that is not asked for, and each parser costs `run` start-up time.
-        if chosen is None or name == chosen:
-            module(name).add_parser(commands)
-    return top
-
-
-def module(name: str) -> Subcommand:
-    """The module of subcommand ``name``."""
-    return importlib.import_module(f"{__name__}.{name}")
-
-
-def _quiet_exit(status: int) -> int:
-    """stdout is gone (closed pipe) or full: nothing more is written to it,
-    also not by the interpreter's final flush."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except OSError:
-        pass
-    return status
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` (default: sys.argv[1:]); return the exit status."""
-    words = sys.argv[1:] if argv is None else list(argv)
-    chosen = _chosen(words)
-    top = parser(chosen)
-    args = top.parse_args(words)
-    try:
-        status = int(module(args.subcommand).run(args, top))
-        sys.stdout.flush()
-        return status
-    except BrokenPipeError:  # `... | head`: the reader has all it wanted
-        return _quiet_exit(FAILURE)
-    except FileNotFoundError as exc:  # a broken installation, from path()
-        sys.stderr.write(f"{PROG}: {exc.strerror}\n")
-        return FAILURE
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT) and not exc.filename:
-            sys.stderr.write(f"{PROG}: cannot write the output: {os.strerror(exc.errno)}\n")
-            return _quiet_exit(FAILURE)
-        raise
-
-
 def console() -> None:
-    """The ``keepalive-preload`` command and ``python -m keepalive_preload``:
-    ``main()``, then the process ends at once. Everything the command writes is
-    flushed or closed by then, so the interpreter's teardown of every module
-    is pure cost (about a tenth of ``path``'s start-up, measured by
-    bench/startup.py); ``run`` never gets here when it replaces itself."""
-    status = main()
+    """The ``keepalive-preload`` command: the plain forms here, the rest by
+    ``dispatch.main()``; then the process ends at once. Everything the command
+    writes is flushed or closed by then, so the interpreter's teardown of
+    every module is pure cost (``run`` never gets here when it replaces
+    itself)."""
+    words = sys.argv[1:]
+    status = _plain(words)
+    if status is None:
+        # The full command line and its argparse, only when needed: not a
+        # cycle (dispatch never imports this package's names).
+        from .dispatch import main
+
+        status = main(words)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError:
-        status = _quiet_exit(status or FAILURE)
-    except OSError:
+    except BrokenPipeError:  # `... | head`: the reader has all it wanted
+        status = status or FAILURE
+    except OSError as exc:  # a full disk: say so, once
+        os.write(2, f"{PROG}: cannot write the output: {exc.strerror}\n".encode())
         status = status or FAILURE
     os._exit(status)

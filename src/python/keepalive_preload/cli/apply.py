@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 
-from .._options import BY_NAME, OPTIONS
+from .._options import OPTIONS
 from ..live.apply import apply_pids
-from ..live.proc import escape, parse_pid
+from ..live.proc import parse_pid
 from ..live.show import format_apply
 from .args import (
     COMMANDS,
@@ -21,40 +19,21 @@ from .args import (
     chosen_values,
     typed,
 )
+from .hostfile import ConfigUnreadable, host_config
 from .status import print_json
-
-
-def host_config(args: argparse.Namespace) -> tuple[dict[str, int], str]:
-    """The configuration file's values (option name -> value) and KEEPALIVE
-    mode, read by the libraries' own parser (``hostconfig.read()``); its
-    problems are warnings on stderr. None read with --no-config, or when there
-    is no file (the libraries then use the built-in defaults too)."""
-    if args.no_config:
-        return {}, ""
-    try:  # the pkg helper's module; a build without it has the defaults only
-        hostconfig = importlib.import_module("keepalive_preload.hostconfig")
-    except ModuleNotFoundError:
-        return {}, ""
-    if args.config is None and not os.path.exists(hostconfig.DEFAULT_PATH):
-        return {}, ""
-    try:
-        config = hostconfig.read(args.config)
-    except (hostconfig.HostConfigError, OSError) as exc:
-        sys.stderr.write(f"{PROG}: cannot read the configuration file: {exc} (--no-config: "
-                         "the built-in defaults)\n")
-        raise SystemExit(FAILURE) from None
-    shown = args.config or hostconfig.DEFAULT_PATH
-    for problem in config.problems:
-        where = f"{shown}:{problem.line}" if problem.line else shown
-        sys.stderr.write(f"{PROG}: {escape(where)}: {problem.text}\n")
-    return {n: int(v) for n, v in config.values.items() if n in BY_NAME}, str(config.mode)
 
 
 def values(args: argparse.Namespace) -> tuple[dict[str, int], bool]:
     """The values to apply (the command line's, over the configuration
     file's, over the built-in defaults; user_timeout -1: derived) and whether
     ours win (--force, or KEEPALIVE=force in the file)."""
-    from_file, mode = host_config(args)
+    try:
+        from_file, mode, problems = host_config(args)
+    except ConfigUnreadable as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        raise SystemExit(FAILURE) from None
+    for problem in problems:
+        sys.stderr.write(f"{PROG}: {problem}\n")
     chosen = {o.name: o.default for o in OPTIONS}
     chosen.update(from_file)
     chosen.update({n: v for n, v in chosen_values(args).items() if v is not None})

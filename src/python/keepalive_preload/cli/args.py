@@ -11,6 +11,30 @@ import sys
 from .. import environ
 from .._options import BY_NAME, LIBRARIES, OPTIONS, REACHES, VARIANTS, WORDS
 from ..presets import PRESETS, preset
+from .words import (  # the shared words, re-exported for the subcommands
+    CANNOT_EXECUTE as CANNOT_EXECUTE,
+)
+from .words import (
+    COMMANDS as COMMANDS,
+)
+from .words import (
+    FAILURE as FAILURE,
+)
+from .words import (
+    NOT_FOUND as NOT_FOUND,
+)
+from .words import (
+    OK as OK,
+)
+from .words import (
+    PROG as PROG,
+)
+from .words import (
+    UNKNOWN as UNKNOWN,
+)
+from .words import (
+    USAGE as USAGE,
+)
 
 # typing is imported for the type checker only: it costs `run` (which sits in
 # front of every program it starts) a few milliseconds.
@@ -29,39 +53,6 @@ if TYPE_CHECKING:
 
         def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             """Run it; return the exit status."""
-
-PROG = "keepalive-preload"
-
-#: The subcommands, in the order --help lists them: name -> one-line help.
-#: Each is the module of that name in the cli package (see ``Subcommand``:
-#: ``add_parser(subparsers)`` and ``run(args, parser) -> int``).
-COMMANDS = {
-    "run": "run COMMAND with the library preloaded",
-    "env": "print the environment for a shell, systemd or docker",
-    "presets": "list the presets for --preset",
-    "path": "print the path of a library",
-    "status": "show the TCP sockets of running processes and their keepalive",
-    "apply": "set the options on the TCP sockets of running processes",
-    "cgroup": "keepalive for every process of a cgroup (eBPF; static binaries too)",
-    "metrics": "the host's TCP connections and their keepalive, for Prometheus",
-    "config": "check a configuration file with the libraries' own parser",
-}
-
-
-# Exit statuses, in one place.
-#: Success.
-OK = 0
-#: The command failed (a process that cannot be read, a socket not changed, ...).
-FAILURE = 1
-#: Bad arguments: one line on stderr.
-USAGE = 2
-#: ``status --all --check``: nothing readable lacks keepalive, but some processes
-#: could not be read (the answer is unknown; Nagios's UNKNOWN).
-UNKNOWN = 3
-#: ``run``: the command was found but cannot be executed (like a shell).
-CANNOT_EXECUTE = 126
-#: ``run``: the command was not found (like a shell).
-NOT_FOUND = 127
 
 
 class Parser(argparse.ArgumentParser):

@@ -12,11 +12,9 @@ import argparse
 import importlib
 import importlib.util
 import json
-import os
 import sys
 from dataclasses import dataclass
 
-from .. import hostconfig
 from .._options import BY_NAME, OPTIONS, WORDS, Option, effective
 from ..cgroup.attach import (
     PRECEDENCE_KERNEL,
@@ -44,6 +42,7 @@ from .args import (
     check_variant_options,
     chosen_values,
 )
+from .hostfile import ConfigUnreadable, host_config
 
 EXAMPLES = f"""\
 examples:
@@ -156,24 +155,6 @@ class Chosen:
     configured: dict[str, int]
 
 
-def _host_config(args: argparse.Namespace) -> tuple[dict[str, int], str, list[str]]:
-    """The configuration file's values (name -> value), its KEEPALIVE mode and
-    its problems (as warnings), read by the libraries' own parser."""
-    if args.no_config:
-        return {}, "", []
-    if args.config is None and not os.path.exists(hostconfig.DEFAULT_PATH):
-        return {}, "", []  # no file: the libraries use the built-in defaults too
-    try:
-        config = hostconfig.read(args.config)
-    except (hostconfig.HostConfigError, OSError) as exc:
-        raise CgroupError(f"cannot read the configuration file: {exc} (--no-config: the "
-                          "built-in defaults)") from None
-    shown = args.config or hostconfig.DEFAULT_PATH
-    problems = [f"{shown}:{p.line}: {p.text}" if p.line else f"{shown}: {p.text}"
-                for p in config.problems]
-    return dict(config.values), str(config.mode), problems
-
-
 def _chosen(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Chosen:
     """The values ``attach`` sets, or a one-line error: exit 2 for the command
     line's, CgroupError (exit 1) for the configuration file's and the defaults."""
@@ -189,7 +170,10 @@ def _chosen(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Chosen
             refused = _refusal(option, args.variant)
             if refused is not None:
                 parser.error(f"cgroup attach: {refused}")
-    file_values, mode, problems = _host_config(args)
+    try:
+        file_values, mode, problems = host_config(args)
+    except ConfigUnreadable as exc:
+        raise CgroupError(str(exc)) from None
     merged = {name: value if value is not None else file_values.get(name)
               for name, value in given.items()}
     values = effective(merged)

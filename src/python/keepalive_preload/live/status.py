@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 
 from .._options import effective
+from ..cgroup import covering
 from . import proc
 from .errors import (
     AccessDenied,
@@ -36,22 +36,10 @@ from .sockdiag import Table, Tables
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
-    from typing import Protocol
-
-    class _Attached(Protocol):
-        cgroup: str
-        prog_id: int
-        values: dict[str, int]
-        scope: str
-        force: bool
-        effective: bool
-        decides: tuple[str, ...]
+    from collections.abc import Iterator, Sequence
 
 #: The options whose values tell whose keepalive a socket has.
 KEEPALIVE_OPTIONS = ("idle", "interval", "count", "user_timeout")
-#: The directions of connections the cgroup program tells apart.
-DIRECTIONS = ("outbound", "accepted")
 
 
 def _port(address: str) -> int:
@@ -76,17 +64,6 @@ def direction(role: str) -> str:
     return "outbound" if role == "outbound" else "accepted"
 
 
-def _covering() -> Callable[[str], Sequence[_Attached]] | None:
-    """``keepalive_preload.cgroup.covering`` (the cgroup helper's interface),
-    or None in a build without it: the cgroup program is then "unknown"."""
-    try:
-        module = importlib.import_module("keepalive_preload.cgroup")
-    except ImportError:
-        return None
-    found: Callable[[str], Sequence[_Attached]] | None = getattr(module, "covering", None)
-    return found
-
-
 class Reader:
     """What one command reads once and shares between processes: each network
     namespace's TCP table, the cgroup programs on each cgroup."""
@@ -95,7 +72,6 @@ class Reader:
         self.tables = Tables()
         self._mount = proc.cgroup_mount()
         self._programs: dict[str, tuple[list[CgroupProgram] | None, str | None]] = {}
-        self._covering = _covering()
         self._cgroup_failure: str | None = None
 
     def cgroup(self, pid: int) -> str | None:
@@ -111,19 +87,15 @@ class Reader:
         when that cannot be told)."""
         if cgroup is None:
             return None, "no cgroup v2"
-        if self._covering is None:
-            return None, "this build cannot read cgroup programs"
         if self._cgroup_failure is not None:  # not root: same answer for every cgroup
             return None, self._cgroup_failure
         known = self._programs.get(cgroup)
         if known is not None:
             return known
         try:
-            found = [CgroupProgram(str(a.cgroup), int(a.prog_id), dict(a.values),
-                                   str(a.scope), bool(a.force), bool(a.effective),
-                                   tuple(getattr(a, "decides", DIRECTIONS if a.effective
-                                                 else ())))
-                     for a in self._covering(cgroup)]
+            found = [CgroupProgram(a.cgroup, a.prog_id, dict(a.values), a.scope, a.force,
+                                   a.effective, a.decides)
+                     for a in covering(cgroup)]
             result: tuple[list[CgroupProgram] | None, str | None] = (found, None)
         except PermissionError as exc:
             self._cgroup_failure = f"cannot read cgroup programs: {exc.strerror or exc}"
