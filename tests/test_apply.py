@@ -28,6 +28,7 @@ from live import (
 from netns import BOUND, PORT, SLACK, Hosts, read_event
 from support import TIMEOUT, clean_env, cli, one_line_error, preload_env, stop
 
+pytestmark = pytest.mark.kernel
 FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
 
 

@@ -45,6 +45,7 @@ from support import (
     unavailable,
 )
 
+pytestmark = pytest.mark.kernel
 CLI = ENTRY_POINTS["script"]
 #: What `attach --idle 7 --interval 3 --count 4` sets: the user timeout is derived.
 SEVEN = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 7, "TCP_KEEPINTVL": 3, "TCP_KEEPCNT": 4,

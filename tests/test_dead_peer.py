@@ -14,7 +14,7 @@ import pytest
 
 from netns import BOUND, FAST, SLACK, Hosts, read_event, start_pair
 
-
+pytestmark = pytest.mark.kernel
 @pytest.mark.parametrize(("blocked", "variant"), [("client", "connect"), ("client", "socket"),
                                                   ("server", "listen"), ("server", "socket")])
 def test_dead_peer_detected_within_bound(hosts: Hosts, blocked: str, variant: str) -> None:

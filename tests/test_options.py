@@ -9,7 +9,7 @@ import pytest
 from support import DEFAULTS, Client, Server
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
-pytestmark = pytest.mark.socket_level
+pytestmark = [pytest.mark.socket_level, pytest.mark.kernel]
 
 # The variants that configure a client (connecting) socket, and a server's
 # accepted socket.

@@ -26,7 +26,7 @@ from support import (
 )
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
-pytestmark = pytest.mark.socket_level
+pytestmark = [pytest.mark.socket_level, pytest.mark.kernel]
 
 VARIANTS = ("connect", "listen", "socket")
 PROGRAMS = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 61, "TCP_KEEPINTVL": 7}

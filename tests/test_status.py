@@ -44,6 +44,7 @@ from support import (
     unavailable,
 )
 
+pytestmark = pytest.mark.kernel
 FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
 
 
