@@ -9,6 +9,9 @@
  *   tcp-manual   the same, with the library's default setsockopt calls made
  *                by hand (SO_KEEPALIVE, idle, interval, count, user timeout):
  *                the floor, the kernel work the library must cause
+ *   tcp-own      the same, the program setting its own keepalive after
+ *                connect (SO_KEEPALIVE, idle 2, interval 1, count 2), as
+ *                redis or Node do: the precedence rule's path
  *   udp          socket + connect + close, UDP on loopback
  *   unix         socket + connect + close, AF_UNIX stream (a thread accepts)
  *   accept       a client connects, the listener accepts, both close
@@ -136,6 +139,13 @@ int main(int argc, char **argv)
                          : connect(fd, (struct sockaddr *)&in, sizeof in);
         if (rc != 0)
             return 1;
+        if (strcmp(op, "tcp-own") == 0) {
+            int on = 1, idle = 2, intvl = 1, cnt = 2;
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+        }
         if (strcmp(op, "accept") == 0) {
             int conn = accept(listener_fd, NULL, NULL);
             if (conn < 0)

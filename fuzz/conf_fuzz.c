@@ -7,7 +7,8 @@
  *   - blanks (space, tab, CR) around a line, a name and a value are ignored;
  *     an empty line or one starting with '#' is a comment;
  *   - a line is NAME=VALUE (the first '='); anything else is skipped;
- *   - names: KEEPALIVE (on/off/force/empty, any case), LIBKEEPALIVE_DEBUG,
+ *   - names: KEEPALIVE (on/off/force/empty, any case), LIBKEEPALIVE_DEBUG (on
+ *     unless empty or "0"),
  *     the options' TCP_* names and their 0.3 aliases, KEEPALIVE_EXCLUDE (a
  *     blank-separated list of program names); KEEPALIVE_CONFIG and unknown
  *     names are skipped; the TCP_* name wins over its alias in one file;
@@ -115,7 +116,7 @@ static void model_line(struct model *m, const char *s, size_t n)
         return;
     }
     if (strcmp(name, "LIBKEEPALIVE_DEBUG") == 0) {
-        m->debug = 1;
+        m->debug = vl != 0 && strcmp(value, "0") != 0; /* empty and "0": off */
         return;
     }
     for (int i = 0; i < KP_OPTION_COUNT; i++) {

@@ -59,7 +59,8 @@ def build(outdir: Path, workdir: Path) -> Artefacts:
                     str(ROOT)], check=True, env=env)
     (sdist,) = outdir.glob("*.tar.gz")
     wheels = [build_wheel(sdist, triple, outdir, workdir) for triple in TARGETS]
-    packages = build_packages(outdir, workdir)
+    packages = build_packages(outdir, workdir,
+                              wheels={triple: wheel for triple, wheel in zip(TARGETS, wheels)})
     # The sdist builds with the system compiler too (no zig in the way).
     system = workdir / "system-wheel"
     shutil.rmtree(system, ignore_errors=True)

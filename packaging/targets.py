@@ -8,7 +8,10 @@ targets are written: the build scripts, the benchmark and the tests read it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import sys
 from typing import NamedTuple
 
 
@@ -56,14 +59,30 @@ def native(libc: str = "glibc") -> Target:
     raise SystemExit(f"no {libc} release target for {machine}")
 
 
+def zig() -> str:
+    """The zig executable, found the one way every build and test finds it:
+    $ZIG, else the binary the ziglang package (packaging/requirements-release.txt)
+    ships, else ``zig`` on PATH. Raises SystemExit saying how to get it."""
+    if os.environ.get("ZIG"):
+        return os.environ["ZIG"]
+    # ziglang has no types, and the dev tools alone do not install it: found
+    # by its spec, not imported, so that mypy needs neither.
+    spec = importlib.util.find_spec("ziglang")
+    if spec is not None and spec.origin is not None:
+        return os.path.join(os.path.dirname(spec.origin), "zig")
+    found = shutil.which("zig")
+    if found is None:
+        raise SystemExit("zig not found: pip install -r packaging/requirements-release.txt, "
+                         "or set ZIG")
+    return found
+
+
 def zig_env() -> dict[str, str]:
-    """os.environ with ZIG set: $ZIG, or the binary the ziglang package ships."""
-    env = dict(os.environ)
-    if "ZIG" not in env:
-        try:
-            import ziglang  # type: ignore[import-untyped]
-        except ImportError:
-            raise SystemExit("zig not found: pip install -r packaging/requirements-release.txt"
-                             ", or set ZIG") from None
-        env["ZIG"] = os.path.join(os.path.dirname(ziglang.__file__), "zig")
-    return env
+    """os.environ with ZIG set (``zig()``), for zig.cmake."""
+    return {**os.environ, "ZIG": zig()}
+
+
+if __name__ == "__main__":  # `python3 packaging/targets.py zig`, for zig.cmake
+    if sys.argv[1:] != ["zig"]:
+        raise SystemExit("usage: targets.py zig")
+    print(zig())

@@ -19,6 +19,7 @@ from support import (
     Server,
     clean_env,
     compile_helper,
+    static_helper,
     stop,
     unavailable,
 )
@@ -26,10 +27,53 @@ from support import (
 if TYPE_CHECKING:
     from netns import Hosts
 
+#: The markers of whole test modules, in one place (pyproject.toml registers
+#: them): a fast local run is `pytest -m "not release and not slow"`.
+#: release: builds or needs the release artefacts; slow: over ~20 s on its own.
+MODULE_MARKERS = {
+    "test_release": ("release", "slow"),
+    "test_packages": ("release", "slow", "root"),
+    "test_upgrade_0_3": ("release", "slow", "root"),
+    "test_sanitizers": ("slow",),
+    "test_source_build": ("slow",),
+    "test_fuzz": ("slow",),
+    "test_benchmark": ("slow",),
+    "test_dead_peer": ("slow", "kernel"),
+    "test_secure_mode": ("root",),
+    # kernel: rerun on every kernel of the VM matrix (tests/vm/run, tests/vm/README.md)
+    "test_cgroup": ("kernel",),
+    "test_cgroup_kernels": ("kernel",),
+    "test_status": ("kernel",),
+    "test_apply": ("kernel",),
+    "test_options": ("kernel",),
+    "test_precedence": ("kernel",),
+}
+#: Markers that follow from the fixtures a test uses.
+FIXTURE_MARKERS = {
+    "hosts": ("netns", "root"),
+    "cgroup2": ("root",),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test as MODULE_MARKERS and FIXTURE_MARKERS say."""
+    for item in items:
+        names = set(MODULE_MARKERS.get(item.path.stem, ()))
+        for fixture in getattr(item, "fixturenames", ()):
+            names.update(FIXTURE_MARKERS.get(fixture, ()))
+        for name in sorted(names):
+            item.add_marker(name)
+
 @pytest.fixture(scope="session")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/helpers/probe.c: one socket call, reported as JSON."""
     return compile_helper(tmp_path_factory, "probe.c")
+
+
+@pytest.fixture(scope="session")
+def static_probe(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/helpers/probe.c, linked statically: LD_PRELOAD cannot reach it."""
+    return static_helper(tmp_path_factory, "probe.c")
 
 
 @pytest.fixture(scope="session")

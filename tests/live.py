@@ -138,3 +138,65 @@ def missing_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait(timeout=TIMEOUT)
     return proc.pid
+
+
+#: A process holding ``n`` loopback connections (both ends) and their
+#: listener, optionally MPTCP, renamed (prctl PR_SET_NAME) and with a second
+#: thread; it prints {"pid", "tid", "port", "sockets"} and waits for stdin to close.
+HOLDER = r"""
+import ctypes, json, resource, socket, sys, threading
+n, proto, name = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode().decode("unicode_escape")
+want = 2 * n + 64
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < want:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
+if name:
+    ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name.encode("latin-1")), 0, 0, 0)
+server = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+server.bind(("127.0.0.1", 0))
+server.listen(4096)
+port = server.getsockname()[1]
+held = []
+for _ in range(n):
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+    client.connect(("127.0.0.1", port))
+    held += [client, server.accept()[0]]
+done = threading.Event()
+worker = threading.Thread(target=done.wait)
+worker.start()
+tid = worker.native_id
+print(json.dumps({"pid": __import__("os").getpid(), "tid": tid, "port": port,
+                  "sockets": 1 + 2 * n}), flush=True)
+sys.stdin.read()
+done.set()
+"""
+
+
+@contextlib.contextmanager
+def holder(n: int, *, proto: int = 6, name: str = "", user: int | None = None,
+           cgroup: str | None = None,
+           ) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """A process holding ``n`` loopback connections (see HOLDER), run as
+    ``user`` if given (root only), in the cgroup directory ``cgroup`` if given
+    (it joins before it connects); yields it and what it printed."""
+    if user is not None and os.geteuid() != 0:
+        unavailable("needs root to start a process as another user")
+    extra: dict[str, Any] = {} if user is None else {"user": user, "group": user,
+                                                      "extra_groups": []}
+    # Another user may not reach the test venv's interpreter: the system's then.
+    python = sys.executable if user is None else shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        unavailable("no python3 in /usr/bin for another user")
+    argv = [python, "-c", HOLDER, str(n), str(proto), name]
+    if cgroup is not None:
+        argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *argv]
+    proc = subprocess.Popen(argv,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=clean_env(), **extra)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"the holder did not start (exit status {proc.wait(TIMEOUT)})"
+        yield proc, json.loads(line)
+    finally:
+        stop(proc)

@@ -85,7 +85,7 @@ class Hosts:
 PEER = [sys.executable, str(HELPERS / "blocked_peer.py")]
 PORT = 5001
 # 1 s idle, then 2 probes 1 s apart: the bound is 1 + 1 * 2 = 3 s.
-FAST = {"TCP_KEEPIDLE": "1", "TCP_KEEPINTVL": "1", "TCP_KEEPCNT": "2"}
+BOUND_VALUES = {"TCP_KEEPIDLE": "1", "TCP_KEEPINTVL": "1", "TCP_KEEPCNT": "2"}
 BOUND = 3.0
 SLACK = 1.0
 

@@ -39,6 +39,17 @@ DEFAULTS = {"SO_KEEPALIVE": 1, **{o.variable: value for o, value in (
     (BY_NAME[name], value) for name, value in effective({}).items()) if value != 0}}
 
 
+#: Values a test preloads or applies that differ from every default, so that
+#: what a socket reports shows where its values came from.
+FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
+
+
+def subset(report: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``report`` that ``expected`` names (None where missing),
+    to compare with ``expected`` in one assertion."""
+    return {key: report.get(key) for key in expected}
+
+
 def unavailable(reason: str) -> NoReturn:
     """Skip with ``reason``; in CI, fail instead: CI must run every test."""
     if IN_CI:
@@ -176,6 +187,14 @@ def compile_helper(tmp_path_factory: pytest.TempPathFactory, source: str,
     return str(out)
 
 
+def static_helper(tmp_path_factory: pytest.TempPathFactory, source: str) -> str:
+    """tests/helpers/<source> linked statically: LD_PRELOAD cannot reach it."""
+    try:
+        return compile_helper(tmp_path_factory, source, "-static")
+    except subprocess.CalledProcessError as exc:
+        unavailable(f"cannot link {source} statically (libc6-dev's libc.a missing?): {exc}")
+
+
 def run(argv: list[str], env: dict[str, str],
         check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=TIMEOUT)
@@ -253,8 +272,8 @@ def ending(proc: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
 def serve_one(probe: str | list[str], env: dict[str, str],
               family: str = "4") -> tuple[dict[str, Any], dict[str, Any], str]:
     """Run the probe (a path, or a command line ending in one) as a server in
-    ``env``; connect to it once; return the accepted socket's report, the
-    listener's report and stderr."""
+    ``env``; connect to it once and send a byte; return the accepted socket's
+    report, the listener's report and stderr."""
     argv = [probe] if isinstance(probe, str) else probe
     proc = subprocess.Popen([*argv, "listen" + family], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -265,7 +284,10 @@ def serve_one(probe: str | list[str], env: dict[str, str],
             raise AssertionError(f"probe server failed: {proc.communicate(timeout=TIMEOUT)}")
         port = json.loads(first)["port"]
         host = "::1" if family == "6" else "127.0.0.1"
-        with socket.create_connection((host, port), timeout=TIMEOUT):
+        with socket.create_connection((host, port), timeout=TIMEOUT) as connection:
+            # A byte, so that a listener with TCP_DEFER_ACCEPT accepts at once
+            # instead of after its timeout (the byte is never read).
+            connection.sendall(b"x")
             out, err = proc.communicate(timeout=TIMEOUT)
     accepted, listening = reports(out)
     return accepted, listening, err

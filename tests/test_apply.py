@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,10 +27,7 @@ from live import (
     status,
 )
 from netns import BOUND, PORT, SLACK, Hosts, read_event
-from support import TIMEOUT, clean_env, cli, one_line_error, preload_env, stop
-
-pytestmark = pytest.mark.kernel
-FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
+from support import FAST, TIMEOUT, clean_env, cli, one_line_error, preload_env, stop, unavailable
 
 
 def apply(*args: str) -> list[dict[str, Any]]:
@@ -113,15 +111,25 @@ def test_program_keepalive_kept_unless_forced() -> None:
     env = preload_env("socket", **FAST)  # keepalive already on, idle 5
     with echo_pair(client_env=env) as (_, client, _, outbound):
         (report,) = apply("--idle", "30", str(client.pid))
-        assert actions(report) == {outbound["fd"]: "kept the program's"}
+        assert actions(report) == {outbound["fd"]: "kept"}
+        entry = sock(report, outbound["fd"])
+        # Said truthfully: the values come from our library, mapped in the process.
+        assert entry["by"] == "our library (libkeepalive_socket.so is mapped in the process)"
+        assert entry["kept"] == {"idle": 5, "interval": 2, "count": 4, "user_timeout": 13000}
         assert sock(status(client.pid)[0], outbound["fd"])["options"]["idle"] == 5
         text = cli("apply", "--idle", "30", str(client.pid)).stdout
-        assert "kept the program's" in text
+        assert ("kept: already set by our library (libkeepalive_socket.so is mapped in the "
+                "process); --force sets ours") in text
         (report,) = apply("--force", "--idle", "30", str(client.pid))
         assert actions(report) == {outbound["fd"]: "set"}
         after = sock(status(client.pid)[0], outbound["fd"])["options"]
         assert (after["idle"], after["interval"], after["count"], after["user_timeout"]) == (
             30, 15, 9, 165000)
+        # Again: it has these values already, and says from where.
+        (report,) = apply("--idle", "30", str(client.pid))
+        assert actions(report) == {outbound["fd"]: "unchanged"}
+        assert sock(report, outbound["fd"])["reason"] == (
+            "it already has these values, set by an earlier apply")
         echo(client, "forced")
 
 
@@ -172,7 +180,38 @@ def test_listener_options_inherited_and_inapplicable_ones_reported(probe: str) -
         assert set(entry["not_set"]) == {"syn_count", "maxseg"}
         assert "syn_count" not in entry["set"]
         text = cli("apply", "--syn-count", "3", str(client.pid), "--force").stdout
-        assert "syn_count not set: only changes a connect(2) still in progress" in text
+        assert ("syn_count not set: applies only to connections still connecting "
+                "(SYN-SENT)") in text
+
+
+def test_values_from_the_configuration_file(tmp_path: Path) -> None:
+    """The file's values under the command line's (hostconfig.read(): the
+    libraries' own parser), its problems as warnings with their line;
+    --no-config: the built-in defaults."""
+    import importlib.util
+
+    if importlib.util.find_spec("keepalive_preload.hostconfig") is None:
+        unavailable("this build has no keepalive_preload.hostconfig yet")
+    config = tmp_path / "keepalive-preload.conf"
+    config.write_text("TCP_KEEPIDLE=44\nTCP_KEEPCNT=nine\nTCP_KEEPINTVL=6\n")
+    config.chmod(0o644)
+    with echo_pair() as (_, client, _, outbound):
+        pid = str(client.pid)
+        done = cli("apply", "--dry-run", "--json", "--config", str(config), pid)
+        assert done.returncode == 0, done.stderr
+        (report,) = json.loads(done.stdout)
+        assert sock(report, outbound["fd"])["set"] == {
+            "keepalive": 1, "idle": 44, "interval": 6, "count": 9,
+            "user_timeout": (44 + 6 * 9) * 1000}
+        (warning,) = done.stderr.splitlines()
+        assert warning.startswith(f"keepalive-preload: {config}:2: "), warning
+        (report,) = json.loads(cli("apply", "--dry-run", "--json", "--config", str(config),
+                                   "--idle", "50", pid).stdout)
+        assert sock(report, outbound["fd"])["set"]["idle"] == 50
+        (report,) = json.loads(cli("apply", "--dry-run", "--json", "--no-config", pid).stdout)
+        assert sock(report, outbound["fd"])["set"]["idle"] == 15
+        one_line_error(cli("apply", "--config", str(tmp_path / "none"), "--no-config", pid), 2,
+                       "not allowed with")
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ attached and no cgroup behind, also when it fails.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -28,6 +29,23 @@ from typing import Any
 
 import pytest
 
+from keepalive_preload.cgroup import covering
+from keepalive_preload.cgroup.asm import assemble, exit_
+from keepalive_preload.cgroup.attach import (
+    TEST_PAUSE,
+    cgroup2_mounts,
+    detach_id,
+    explain,
+    foreign_program,
+)
+from keepalive_preload.cgroup.loader import (
+    BPF_F_ALLOW_MULTI,
+    BPF_F_ALLOW_OVERRIDE,
+    MAX_PROGS,
+    BPFError,
+    load,
+    query,
+)
 from netns import BOUND, SLACK, Hosts, read_event
 from support import (
     ENTRY_POINTS,
@@ -36,16 +54,18 @@ from support import (
     clean_env,
     cli,
     cli_for_nobody,
-    compile_helper,
     need_tool,
     one_line_error,
     reports,
     run_as_nobody,
     serve_one,
+    static_helper,
+    subset,
     unavailable,
 )
 
 pytestmark = pytest.mark.kernel
+
 CLI = ENTRY_POINTS["script"]
 #: What `attach --idle 7 --interval 3 --count 4` sets: the user timeout is derived.
 SEVEN = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 7, "TCP_KEEPINTVL": 3, "TCP_KEEPCNT": 4,
@@ -65,23 +85,38 @@ def ok(*args: str) -> str:
 
 
 
-def subset(report: dict[str, Any], expected: dict[str, int]) -> dict[str, Any]:
-    return {key: report.get(key) for key in expected}
-
-
 def in_cgroup(directory: str, argv: list[str]) -> list[str]:
     """argv, started as a member of the cgroup: the shell writes its own PID to
     cgroup.procs, then execs argv in place."""
     return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', directory, *argv]
 
 
+def attached_ids(directory: str) -> list[int]:
+    """The sock_ops programs attached to the cgroup itself, anyone's."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return list(query(fd).prog_ids)
+    finally:
+        os.close(fd)
+
+
+def keepalive_timer_on(filter_: str, wait: bool = True) -> str:
+    """The ss line (-tnoiH) of the established socket matching filter_ once it
+    shows a keepalive timer (bounded wait: 5 s; none without ``wait``); ""
+    when it does not."""
+    ss = need_tool("ss")
+    line = ""
+    for _ in range(50 if wait else 1):
+        line = subprocess.run([ss, "-tnoiH", "state", "established", filter_],
+                              capture_output=True, text=True, timeout=TIMEOUT).stdout
+        if "timer:(keepalive," in line:
+            return " ".join(line.split())
+        time.sleep(0.1)
+    assert line, f"no established socket matching {filter_}"
+    return ""
+
+
 # --- fixtures ------------------------------------------------------------------------------
-
-def _cgroup2_mounts() -> list[str]:
-    from keepalive_preload._cgroup import cgroup2_mounts
-
-    return cgroup2_mounts()
-
 
 @pytest.fixture(scope="session")
 def cgroup2() -> Iterator[str]:
@@ -92,7 +127,7 @@ def cgroup2() -> Iterator[str]:
     release = re.match(r"(\d+)\.(\d+)", os.uname().release)
     if release and (int(release.group(1)), int(release.group(2))) < (5, 9):
         unavailable(f"the cgroup mode needs Linux >= 5.9, not {os.uname().release}")
-    mounts = _cgroup2_mounts()
+    mounts = cgroup2_mounts()
     if mounts:
         yield mounts[0]
         return
@@ -132,20 +167,12 @@ class Cgroup:
         return reports(result.stdout)
 
     def close(self) -> None:
-        from keepalive_preload import _bpf
-
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate(timeout=TIMEOUT)
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for prog, prog_fd in _bpf.attached(fd):
-                with contextlib.closing(_Fd(prog_fd)):
-                    if prog.ours:
-                        _bpf.detach(fd, prog_fd)
-        finally:
-            os.close(fd)
+        for prog_id in attached_ids(self.path):  # ours and any a test attached
+            detach_id(self.path, prog_id)
         for _ in range(50):  # bounded: about 5 s
             with open(os.path.join(self.path, "cgroup.procs")) as procs:
                 left = [line.strip() for line in procs if line.strip()]
@@ -161,14 +188,6 @@ class Cgroup:
         os.rmdir(self.path)
 
 
-class _Fd:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 @pytest.fixture
 def cgroup(cgroup2: str) -> Iterator[Cgroup]:
     group = Cgroup(cgroup2)
@@ -181,20 +200,7 @@ def cgroup(cgroup2: str) -> Iterator[Cgroup]:
 @pytest.fixture(scope="module")
 def static_peer(tmp_path_factory: pytest.TempPathFactory) -> str:
     """tests/helpers/static_peer.c, linked statically: LD_PRELOAD cannot reach it."""
-    return _static(tmp_path_factory, "static_peer.c")
-
-
-@pytest.fixture(scope="module")
-def static_probe(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """tests/helpers/probe.c, linked statically."""
-    return _static(tmp_path_factory, "probe.c")
-
-
-def _static(tmp_path_factory: pytest.TempPathFactory, source: str) -> str:
-    try:
-        return compile_helper(tmp_path_factory, source, "-static")
-    except subprocess.CalledProcessError as exc:
-        unavailable(f"cannot link {source} statically (libc6-dev's libc.a missing?): {exc}")
+    return static_helper(tmp_path_factory, "static_peer.c")
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +313,7 @@ def test_child_cgroups_inherit(cgroup: Cgroup, static_probe: str, port: int) -> 
         assert subset(report, SEVEN) == SEVEN
         (entry,) = json.loads(ok("cgroup", "show", "--json", child))
         assert (entry["cgroup"], entry["inherited_by"]) == (cgroup.path, child)
+        assert entry["decides"] == ["outbound", "accepted"]
         assert f"{cgroup.path} (inherited by {child})" in ok("cgroup", "show", child)
     finally:
         os.rmdir(child)
@@ -436,13 +443,15 @@ def test_show_reports_the_values(cgroup: Cgroup) -> None:
     assert entry["values"] == {"scope": "client", "force": False, "idle": 7, "interval": 3,
                                "count": 4, "user_timeout": 19000, "syn_count": 2, "maxseg": 0,
                                "window_clamp": 0}
+    assert entry.pop("decides") == ["outbound"]
     everywhere = json.loads(ok("cgroup", "show", "--json"))
     assert entry in everywhere
     text = ok("cgroup", "show", cgroup.path)
     assert "idle 7 s, interval 3 s, count 4, user timeout 19000 ms" in text
     # relative to the mount, as the command line accepts it
     relative = os.path.relpath(cgroup.path, cgroup.mount)
-    assert json.loads(ok("cgroup", "show", "--json", relative)) == [entry]
+    assert json.loads(ok("cgroup", "show", "--json", relative)) == [{**entry,
+                                                                     "decides": ["outbound"]}]
 
 
 def test_attach_twice_replaces(cgroup: Cgroup, static_probe: str, port: int) -> None:
@@ -455,52 +464,14 @@ def test_attach_twice_replaces(cgroup: Cgroup, static_probe: str, port: int) -> 
         (report,) = cgroup.run([static_probe, "connect4", str(port)])
         assert report["TCP_KEEPIDLE"] == 9
         ok("cgroup", "detach", cgroup.path)
-        assert other in _attached_ids(cgroup)  # someone else's program stays
+        assert other in attached_ids(cgroup.path)  # someone else's program stays
     finally:
-        _detach_by_id(cgroup, other)
-
-
-def _attached_ids(group: Cgroup) -> list[int]:
-    from keepalive_preload import _bpf
-
-    fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        ids = []
-        for prog, prog_fd in _bpf.attached(fd):
-            os.close(prog_fd)
-            ids.append(prog.id)
-        return ids
-    finally:
-        os.close(fd)
-
-
-def _detach_by_id(group: Cgroup, prog_id: int) -> None:
-    from keepalive_preload import _bpf
-
-    cgroup_fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        prog_fd = _bpf.prog_fd_by_id(prog_id)
-        try:
-            _bpf.detach(cgroup_fd, prog_fd)
-        finally:
-            os.close(prog_fd)
-    finally:
-        os.close(cgroup_fd)
+        detach_id(cgroup.path, other)
 
 
 def _foreign_program(group: Cgroup) -> int:
-    """Attach a program that is not ours (another name, does nothing); its id."""
-    from keepalive_preload import _bpf
-
-    prog_fd = _bpf.load(_bpf.assemble([_bpf.mov_imm(_bpf.R0, 1), _bpf.exit_()]),
-                        name="kp_test_other")
-    cgroup_fd = os.open(group.path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        _bpf.attach(cgroup_fd, prog_fd)
-        return _bpf.prog_id(prog_fd)
-    finally:
-        os.close(cgroup_fd)
-        os.close(prog_fd)
+    """Attach a program that is not ours (another name, does nothing), next to others."""
+    return foreign_program(group.path, "kp_test_other", BPF_F_ALLOW_MULTI)
 
 
 def test_detach_restores(cgroup: Cgroup, static_probe: str, port: int) -> None:
@@ -553,13 +524,17 @@ def test_debug_prints_the_program(cgroup: Cgroup) -> None:
 
 
 def test_verifier_log_in_the_error() -> None:
-    from keepalive_preload import _bpf
-
     if os.geteuid() != 0:
         unavailable("loading BPF programs needs root")
-    with pytest.raises(_bpf.BPFError) as refused:
-        _bpf.load(_bpf.assemble([_bpf.exit_()]), name="kp_test_bad")  # r0 never set
+    with pytest.raises(BPFError) as refused:
+        load(assemble([exit_()]), "kp_test_bad")  # r0 never set
+    assert refused.value.operation == "loading the program"
     assert "R0" in refused.value.log
+    error = explain(refused.value)
+    assert str(error).startswith("loading the program: Permission denied; the kernel's "
+                                 "verifier says: "), error  # the operation named once
+    assert "R0 !read_ok" in str(error)
+    assert "\n" not in str(error)
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -581,6 +556,27 @@ def test_not_root(cgroup: Cgroup, action: str) -> None:
     one_line_error(result, 1, "needs root", "CAP_BPF")
 
 
+_COVERING = """
+import sys
+from keepalive_preload.cgroup import covering
+try:
+    covering(sys.argv[1])
+except PermissionError as exc:
+    print("PermissionError:", exc)
+"""
+
+
+def test_covering_not_root_is_a_permission_error(cgroup: Cgroup) -> None:
+    """What status and metrics get from covering() when not root: a
+    PermissionError, whose text says why."""
+    attach(cgroup, *SEVEN_ARGS)
+    with cli_for_nobody() as (argv, env):
+        result = run_as_nobody([argv[0], "-c", _COVERING, cgroup.path], **env)
+    assert result.returncode == 0, result
+    assert result.stdout.startswith("PermissionError: querying the cgroup: operation not "
+                                    "permitted: the cgroup mode needs root"), result.stdout
+
+
 def test_no_such_cgroup(cgroup2: str) -> None:
     one_line_error(cli("cgroup", "attach", "kp-no-such-cgroup"), 1, "no such cgroup")
     one_line_error(cli("cgroup", "show", "/nonexistent/kp"), 1, "no such cgroup")
@@ -593,22 +589,6 @@ def test_unit_without_systemctl(cgroup2: str, tmp_path: Path) -> None:
 
 def test_not_a_cgroup2_directory(cgroup2: str, tmp_path: Path) -> None:
     one_line_error(cli("cgroup", "attach", str(tmp_path)), 1, "not a cgroup v2 directory")
-
-
-@pytest.mark.parametrize(("args", "words"), [
-    (["--defer-accept", "5"], ["--defer-accept", "TCP_DEFER_ACCEPT"]),
-    (["--server", "--syn-count", "3"],
-     ["--syn-count has no effect with --server; it applies to --client and --all"]),
-    (["--server", "--maxseg", "1000"], ["--maxseg", "outbound"]),
-    (["--idle", "0x10"], ["--idle"]),
-    (["--client", "--server"], ["not allowed"]),
-])
-def test_bad_arguments(args: list[str], words: list[str]) -> None:
-    one_line_error(cli("cgroup", "attach", *args, "/sys/fs/cgroup"), 2, *words)
-
-
-def test_missing_action() -> None:
-    assert cli("cgroup").returncode == 2
 
 
 def test_no_cgroup2_mount_said_clearly(tmp_path: Path) -> None:
@@ -625,40 +605,243 @@ def test_no_cgroup2_mount_said_clearly(tmp_path: Path) -> None:
     one_line_error(result, 1, "no cgroup v2 mount")
 
 
-class _Uname:
-    def __init__(self, release: str) -> None:
-        self.release = release
+# --- nested cgroups: the nearest of ours decides ----------------------------------------------
 
-
-@pytest.mark.parametrize(("release", "args", "status", "words"), [
-    ("5.4.0-150-generic", ["show"], 1, "Linux 5.9 or later is needed"),
-    ("5.8.18", ["attach", "/sys/fs/cgroup"], 1, "this kernel is 5.8.18"),
-    ("5.10.0-28-amd64", ["attach", "--window-clamp", "9000", "/sys/fs/cgroup"], 2,
-     "--window-clamp needs Linux 5.11"),
-])
-def test_old_kernel(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                    release: str, args: list[str], status: int, words: str) -> None:
-    """Checked before any bpf(2) call: a kernel that is too old is named (the
-    release faked, in-process)."""
-    from keepalive_preload import _cli
-
-    monkeypatch.setattr(os, "uname", lambda: _Uname(release))
+@contextlib.contextmanager
+def child_of(group: Cgroup) -> Iterator[str]:
+    """A cgroup below ``group``; whatever is attached to it is detached, and it is
+    removed, also on failure."""
+    child = os.path.join(group.path, "child")
+    os.mkdir(child)
     try:
-        code = _cli.main(["cgroup", *args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    assert code == status
-    (line,) = capsys.readouterr().err.splitlines()
-    assert words in line
+        yield child
+    finally:
+        for prog_id in attached_ids(child):
+            detach_id(child, prog_id)
+        os.rmdir(child)
 
 
-def test_run_points_to_cgroup_mode_for_static(static_probe: str) -> None:
-    result = cli("run", "--", static_probe, "socket")
-    assert "cgroup attach" in result.stderr
-    assert "statically linked" in result.stderr
+def run_in(directory: str, argv: list[str]) -> dict[str, Any]:
+    result = subprocess.run(in_cgroup(directory, argv), capture_output=True, text=True,
+                            timeout=TIMEOUT, env=clean_env(), check=True)
+    (report,) = reports(result.stdout)
+    return report
 
 
-def test_nothing_left_behind(cgroup2: str) -> None:
-    """Runs last in this file: no cgroup of ours and none of our programs remain."""
+@pytest.mark.parametrize("parent", [[], ["--force"]], ids=["parent", "parent-force"])
+def test_nested_nearest_wins(cgroup: Cgroup, static_probe: str, port: int,
+                             parent: list[str]) -> None:
+    """Ours on a parent and a child: a connection in the child gets the child's
+    values, whatever the parent's --force, on every kernel (the first of ours
+    marks the callback's context; the ones above leave it)."""
+    attach(cgroup, "--idle", "9", *parent)
+    with child_of(cgroup) as child:
+        ok("cgroup", "attach", *SEVEN_ARGS, child)
+        assert subset(run_in(child, [static_probe, "connect4", str(port)]), SEVEN) == SEVEN
+        accepted, _, _ = serve_one(in_cgroup(child, [static_probe]), clean_env())
+        assert subset(accepted, SEVEN) == SEVEN
+        assert run_in(cgroup.path, [static_probe, "connect4", str(port)])["TCP_KEEPIDLE"] == 9
+        text = ok("cgroup", "show", child).splitlines()
+        assert text[0].startswith(f"{child}: kp_keepalive")
+        assert text[0].endswith("outbound and accepted connections get these values")
+        assert text[1].startswith(f"{cgroup.path} (inherited by {child})")
+        assert text[1].endswith("not used for " + child + "'s connections: a nearer one of "
+                                "ours decides")
+        assert "nearest one handling its direction" in text[2]
+
+
+def test_nested_by_direction(cgroup: Cgroup, static_probe: str, port: int) -> None:
+    """A child's program for accepted connections only leaves outbound ones to
+    the parent's: each direction gets the nearest of ours that handles it."""
+    attach(cgroup, "--client", "--idle", "9")
+    with child_of(cgroup) as child:
+        ok("cgroup", "attach", "--server", *SEVEN_ARGS, child)
+        assert run_in(child, [static_probe, "connect4", str(port)])["TCP_KEEPIDLE"] == 9
+        accepted, _, _ = serve_one(in_cgroup(child, [static_probe]), clean_env())
+        assert subset(accepted, SEVEN) == SEVEN
+        entries = json.loads(ok("cgroup", "show", "--json", child))
+        assert [(e["cgroup"], e["decides"]) for e in entries] == \
+            [(child, ["accepted"]), (cgroup.path, ["outbound"])]
+        found = covering(child)
+        assert [(a.cgroup, a.decides, a.scope, a.values["idle"]) for a in found] == \
+            [(child, ("accepted",), "server", 7), (cgroup.path, ("outbound",), "client", 9)]
+        assert all(a.effective for a in found)
+
+
+# --- serialised, and errors by their real cause -----------------------------------------------
+
+def test_concurrent_attaches_leave_one(cgroup: Cgroup) -> None:
+    """Two attaches at once, each pausing between reading what is attached and
+    attaching (a test-only window): they serialise, and one of ours remains,
+    with the values of the one that ran second."""
+    env = clean_env(**{TEST_PAUSE: "1"})
+    procs = [subprocess.Popen([*CLI, "cgroup", "attach", "--idle", str(idle), cgroup.path],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for idle in (5, 6)]
+    outs = {idle: proc.communicate(timeout=TIMEOUT) for idle, proc in zip((5, 6), procs)}
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    (entry,) = json.loads(ok("cgroup", "show", "--json", cgroup.path))
+    assert len(attached_ids(cgroup.path)) == 1
+    second = [idle for idle, (out, _) in outs.items() if out.startswith("replaced ours on")]
+    assert second == [entry["values"]["idle"]], outs
+
+
+@pytest.mark.parametrize(("flags", "how"), [(0, "exclusively (no flags)"),
+                                            (BPF_F_ALLOW_OVERRIDE, "with BPF_F_ALLOW_OVERRIDE")])
+def test_foreign_exclusive_program(cgroup: Cgroup, flags: int, how: str) -> None:
+    """Root, but a foreign program attached without BPF_F_ALLOW_MULTI: the kernel
+    refuses ours beside it (EPERM), and the error says so, not "needs root"."""
+    other = foreign_program(cgroup.path, "kp_test_excl", flags)
+    result = cli("cgroup", "attach", cgroup.path)
+    one_line_error(result, 1, "attaching the program: operation not permitted: program "
+                   f"{other} is attached to {cgroup.path} {how}", "detach it first")
+    assert "root" not in result.stderr
+    assert attached_ids(cgroup.path) == [other]
+
+
+def test_foreign_exclusive_program_above(cgroup: Cgroup) -> None:
+    other = foreign_program(cgroup.path, "kp_test_excl", 0)
+    with child_of(cgroup) as child:
+        result = cli("cgroup", "attach", child)
+        one_line_error(result, 1, f"program {other} is attached exclusively (no flags) to "
+                       f"{cgroup.path}, above {child}")
+        assert attached_ids(child) == []
+
+
+def test_program_limit(cgroup: Cgroup) -> None:
+    """The kernel's 64 programs per cgroup: said in words, not "Argument list too long"."""
+    for i in range(MAX_PROGS):
+        foreign_program(cgroup.path, f"kp_test_{i}", BPF_F_ALLOW_MULTI)
+    result = cli("cgroup", "attach", cgroup.path)
+    one_line_error(result, 1, f"attaching the program: {cgroup.path} already has 64 sock_ops "
+                   "programs attached, the kernel's limit")
+    assert len(attached_ids(cgroup.path)) == MAX_PROGS
+
+
+def test_paths_as_given(cgroup2: str) -> None:
+    missing = os.path.join(cgroup2, "kp-no-such-cgroup")
+    result = cli("cgroup", "attach", missing)
+    one_line_error(result, 1, f"cgroup attach: {missing}: no such cgroup")
+    assert result.stderr.count(cgroup2) == 1, result.stderr
+    one_line_error(cli("cgroup", "attach", "kp-no-such"), 1,
+                   f"kp-no-such: no such cgroup under {cgroup2}")
+
+
+def test_root_cgroup(cgroup2: str) -> None:
+    """"/" is the cgroup2 root (the container recipe for a process in the root
+    cgroup); only looked at here: attaching there would cover the whole host."""
+    result = cli("cgroup", "show", "--json", "/")
+    assert result.returncode == 0, result
+    assert all(e["cgroup"] == cgroup2 for e in json.loads(result.stdout))
+
+
+_HOLD = r"""
+import os, socket, sys
+with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as procs:
+    procs.write(str(os.getpid()))
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+with open(os.path.join(sys.argv[2], "cgroup.procs"), "w") as procs:  # out again
+    procs.write(str(os.getpid()))
+print(srv.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_show_lists_ours_on_a_removed_cgroup(cgroup2: str) -> None:
+    """A cgroup removed while a socket made in it lives keeps our program loaded
+    (and attached for that socket): show lists it, as such."""
+    path = os.path.join(cgroup2, f"kp-test-{os.getpid()}-removed")
+    os.mkdir(path)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, path, cgroup2], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=clean_env())
+    try:
+        ok("cgroup", "attach", *SEVEN_ARGS, path)
+        (entry,) = json.loads(ok("cgroup", "show", "--json", path))
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip().isdigit()
+        os.rmdir(path)
+        entries = [e for e in json.loads(ok("cgroup", "show", "--json")) if e["id"] == entry["id"]]
+        del entry["decides"]
+        assert entries == [{**entry, "cgroup": None}]
+        lines = [line for line in ok("cgroup", "show").splitlines()
+                 if f"(id {entry['id']})" in line]
+        assert len(lines) == 1
+        assert lines[0].startswith("(a removed cgroup): kp_keepalive")
+        assert "still loaded" in lines[0]
+    finally:
+        holder.kill()
+        holder.communicate(timeout=TIMEOUT)
+        if os.path.isdir(path):
+            for prog_id in attached_ids(path):
+                detach_id(path, prog_id)
+            os.rmdir(path)
+
+
+# --- values from the configuration file, and --existing -------------------------------------
+
+def test_values_from_the_configuration_file(cgroup: Cgroup, tmp_path: Path) -> None:
+    """The command line's values over the file's over the built-in defaults;
+    the file's problems as warnings with their lines."""
+    conf = tmp_path / "keepalive-preload.conf"
+    conf.write_text("TCP_KEEPIDLE=11\nTCP_KEEPCNT=2\nKP_NO_SUCH_OPTION=1\n")
+    result = cli("cgroup", "attach", "--config", str(conf), "--interval", "4", cgroup.path)
+    assert result.returncode == 0, result
+    assert f"warning: {conf}:3: " in result.stderr, result.stderr
+    (entry,) = json.loads(ok("cgroup", "show", "--json", cgroup.path))
+    assert {k: entry["values"][k] for k in ("idle", "interval", "count", "user_timeout")} == \
+        {"idle": 11, "interval": 4, "count": 2, "user_timeout": 19000}
+    ok("cgroup", "attach", "--no-config", cgroup.path)
+    (entry,) = json.loads(ok("cgroup", "show", "--json", cgroup.path))
+    assert entry["values"]["idle"] == 15
+
+
+def test_existing_connections(cgroup: Cgroup, static_peer: str) -> None:
+    """--existing: the connections the cgroup's processes hold already get the values."""
+    if importlib.util.find_spec("keepalive_preload.live.show") is None:
+        pytest.skip("keepalive_preload.live.apply.apply_pids and live.show (the live "
+                    "helper's) are not in this build yet")
+    need_tool("ss")
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        assert connect(cgroup, static_peer, port)["SO_KEEPALIVE"] == 0  # before attaching
+        pid = cgroup.procs[-1].pid
+        result = cli("cgroup", "attach", "--existing", *SEVEN_ARGS, cgroup.path)
+        assert result.returncode == 0, result
+        assert str(pid) in result.stdout
+        assert keepalive_timer_on(f"dport = :{port}")
+
+
+def _our_programs() -> set[int] | None:
+    """The IDs of the loaded BPF programs named like ours, or None when they
+    cannot be listed (not root, no bpftool)."""
+    bpftool = shutil.which("bpftool")
+    if os.geteuid() != 0 or bpftool is None:
+        return None
+    listed = subprocess.run([bpftool, "-j", "prog", "show"], capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    if listed.returncode != 0:
+        return None
+    return {p["id"] for p in json.loads(listed.stdout or "[]") if p.get("name") == "kp_keepalive"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def programs_before() -> set[int] | None:
+    """Our programs loaded before this file's first test (a deployment's stay)."""
+    return _our_programs()
+
+
+def test_nothing_left_behind(cgroup2: str, programs_before: set[int] | None) -> None:
+    """Runs last in this file: no cgroup of ours and none of our programs remain
+    (none loaded that was not loaded before the first test)."""
     leftover = [d for d in os.listdir(cgroup2) if d.startswith(f"kp-test-{os.getpid()}-")]
     assert leftover == []
+    if programs_before is None:
+        unavailable("bpftool (as root) is needed to list the loaded BPF programs")
+    # A cgroup removed with a program still attached releases it later, from a
+    # kernel work queue.
+    deadline = time.monotonic() + 15
+    while (left := (_our_programs() or set()) - programs_before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == set()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 
-import pytest
 from test_cgroup import (  # noqa: F401 - the fixtures are used by name
     SEVEN,
     SEVEN_ARGS,
@@ -28,13 +27,9 @@ from test_cgroup import (  # noqa: F401 - the fixtures are used by name
     connect,
     port,
     static_peer,
-    static_probe,
-    subset,
 )
 
-from support import cli, one_line_error
-
-pytestmark = pytest.mark.kernel
+from support import cli, one_line_error, subset
 
 _RELEASE = re.match(r"(\d+)\.(\d+)", os.uname().release)
 KERNEL = (int(_RELEASE.group(1)), int(_RELEASE.group(2))) if _RELEASE else (0, 0)

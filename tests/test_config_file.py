@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from keepalive_preload._options import OPTIONS
 from support import (
     clean_env,
     library,
@@ -130,7 +131,17 @@ def test_force_in_the_file(own_keepalive: str, listener: int, tmp_path: Path) ->
 
 def test_debug_in_the_file(probe: str, listener: int, tmp_path: Path) -> None:
     _, stderr = connect(probe, listener, KEEPALIVE_CONFIG=conf(tmp_path, "LIBKEEPALIVE_DEBUG=1\n"))
-    assert "SO_KEEPALIVE=1 TCP_KEEPIDLE=15" in stderr
+    assert "ours: TCP_KEEPIDLE=15" in stderr
+
+
+@pytest.mark.parametrize("value", ["0", ""])
+def test_debug_off_in_the_file(probe: str, listener: int, tmp_path: Path, value: str) -> None:
+    """LIBKEEPALIVE_DEBUG=0 or empty is off, in the file as in the environment."""
+    path = conf(tmp_path, f"LIBKEEPALIVE_DEBUG={value}\n")
+    _, stderr = connect(probe, listener, KEEPALIVE_CONFIG=path)
+    assert stderr == ""
+    _, stderr = connect(probe, listener, LIBKEEPALIVE_DEBUG=value)
+    assert stderr == ""
 
 
 @pytest.mark.parametrize(("mode", "why"), [(0o664, "writable by group or others"),
@@ -275,7 +286,9 @@ def test_exclude(excluded_program: tuple[str, str], listener: int, tmp_path: Pat
     path = conf(tmp_path, f"KEEPALIVE_EXCLUDE={names}\nKEEPALIVE=force\n")
     report, stderr = connect(link, listener, KEEPALIVE_CONFIG=path, LIBKEEPALIVE_DEBUG="1")
     assert report["SO_KEEPALIVE"] == (0 if excluded else 1)
-    assert (stderr == "") == excluded
+    # With debug on, the configuration line says whether the program is left alone.
+    assert ("configuration: KEEPALIVE=off " in stderr) == excluded
+    assert (" fd " in stderr) == (not excluded)
 
 
 def test_environment_keepalive_wins_over_exclude(excluded_program: tuple[str, str],
@@ -328,3 +341,70 @@ def test_etc_file_applies_in_secure_mode(probe: str, listener: int, tmp_path: Pa
 
 
 
+
+
+def test_exclude_by_executable_in_a_long_path(probe: str, listener: int, tmp_path: Path) -> None:
+    """The executable's name is found whatever the length of its path."""
+    deep = tmp_path
+    for _ in range(6):
+        deep = deep / ("d" * 100)
+    deep.mkdir(parents=True)
+    program = deep / "kp-deep-probe"
+    shutil.copy(probe, program)
+    assert len(str(program)) > 600
+    path = conf(tmp_path, "KEEPALIVE_EXCLUDE=kp-deep-probe\n")
+    link = tmp_path / "kp-short"
+    link.symlink_to(program)
+    report, _ = connect(str(link), listener, KEEPALIVE_CONFIG=path)
+    assert report["SO_KEEPALIVE"] == 0
+    report, _ = connect(probe, listener, KEEPALIVE_CONFIG=path)
+    assert report["SO_KEEPALIVE"] == 1
+
+
+def test_warnings_are_bounded(probe: str, listener: int, tmp_path: Path) -> None:
+    """A file of 30,000 bad lines: a handful of warnings, then one line
+    saying how many more; the good line at the end still applies."""
+    path = conf(tmp_path, "x\n" * 30000 + "TCP_KEEPIDLE=42\n")
+    report, stderr = connect(probe, listener, KEEPALIVE_CONFIG=path)
+    assert report["TCP_KEEPIDLE"] == 42
+    lines = stderr.splitlines()
+    assert 2 <= len(lines) <= 10, lines
+    assert lines[-1] == f"libkeepalive: {30000 - (len(lines) - 1)} more warnings not shown"
+
+
+def test_warnings_are_escaped(probe: str, listener: int, tmp_path: Path) -> None:
+    """Names, values and paths from the file reach the terminal escaped."""
+    directory = tmp_path / "d\x1b]0;x\x07"
+    directory.mkdir()
+    path = conf(directory, "N\x1b[31mAME=1\nTCP_KEEPIDLE=\x1b[2J\nKEEPALIVE=\x9b1m\n")
+    _, stderr = connect(probe, listener, KEEPALIVE_CONFIG=path)
+    assert not any(c in stderr for c in "\x1b\x07\x9b"), stderr
+    lines = stderr.splitlines()
+    shown = str(directory).replace("\x1b", "\\x1b").replace("\x07", "\\x07") + "/kp.conf"
+    assert lines[0] == f"libkeepalive: {shown}:1: unknown name N\\x1b[31mAME; line skipped"
+    assert "TCP_KEEPIDLE='\\x1b[2J'" in lines[1]
+    assert "KEEPALIVE='\\xc2\\x9b1m'" in lines[2]
+
+
+def test_unknown_name_with_a_long_value(probe: str, listener: int, tmp_path: Path) -> None:
+    path = conf(tmp_path, "NOPE=" + "1" * 100 + "\nTCP_KEEPIDLE=" + "1" * 100 + "\n")
+    _, stderr = connect(probe, listener, KEEPALIVE_CONFIG=path)
+    assert stderr.splitlines() == [
+        f"libkeepalive: {path}:1: unknown name NOPE; line skipped",
+        f"libkeepalive: {path}:2: the value is too long or holds a NUL byte for TCP_KEEPIDLE; "
+        "line skipped",
+    ]
+
+
+def test_configuration_line(probe: str, listener: int, tmp_path: Path) -> None:
+    """LIBKEEPALIVE_DEBUG: after the warnings, one line with every variable of
+    the option table, in its order (what keepalive_preload.hostconfig reads)."""
+    path = conf(tmp_path, "TCP_KEEPIDLE=42\nbad\nKEEPALIVE=force\n")
+    _, stderr = connect(probe, listener, KEEPALIVE_CONFIG=path, LIBKEEPALIVE_DEBUG="1",
+                        TCP_KEEPCNT="3")
+    lines = stderr.splitlines()
+    assert lines[0] == f"libkeepalive: {path}:2: expected NAME=VALUE; line skipped"
+    values = {**{o.variable: o.default for o in OPTIONS}, "TCP_KEEPIDLE": 42, "TCP_KEEPCNT": 3}
+    assert lines[1] == "libkeepalive: configuration: KEEPALIVE=force " + " ".join(
+        f"{o.variable}={values[o.variable]}" for o in OPTIONS)
+    assert all(" configuration: " not in line for line in lines[2:])

@@ -212,9 +212,9 @@ def test_python_version_path_is_pointed_out() -> None:
     assert cli("env").stderr == ""  # sh: for this shell, now
 
 
-# ---- the README's deploying recipes are what the command prints ------------
+# ---- the deploying guide's recipes are what the command prints -------------
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "deploying.md"
 
 
 def normalized(text: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import pytest
@@ -20,7 +21,10 @@ def test_exports_dependencies_and_version(variant: str) -> None:
 def test_hardened(variant: str) -> None:
     library = keepalive_preload.path(variant)
     dynamic = output("readelf", "-d", library)
-    assert "BIND_NOW" in dynamic or "NOW" in dynamic  # -z now
+    flags = {tag: words.replace("Flags:", "").split()
+             for tag, words in re.findall(r"\((FLAGS(?:_1)?)\)\s+(.*)", dynamic)}
+    assert "BIND_NOW" in flags.get("FLAGS", []), dynamic  # -z now: DT_FLAGS
+    assert "NOW" in flags.get("FLAGS_1", []), dynamic  # and DT_FLAGS_1
     headers = output("readelf", "-lW", library)
     assert "GNU_RELRO" in headers  # -z relro
     stack = next(line for line in headers.splitlines() if "GNU_STACK" in line)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from keepalive_preload import _cli
+from keepalive_preload import cli as _cli
 from keepalive_preload._options import OPTIONS
-from support import TIMEOUT, need_tool
+from support import ROOT, TIMEOUT, need_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGES = {1: ROOT / "man" / "keepalive-preload.1", 7: ROOT / "man" / "keepalive-preload.7"}
 
 
@@ -40,7 +39,7 @@ def test_man_warnings(section: int) -> None:
 
 
 def subcommands() -> list[str]:
-    parser = _cli._parser()
+    parser = _cli.parser()
     (action,) = [a for a in parser._actions if a.dest == "subcommand"]
     assert action.choices is not None
     return list(action.choices)

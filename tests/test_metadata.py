@@ -1,12 +1,12 @@
-"""The installed distribution's metadata names where the project lives."""
+"""The installed distribution's metadata claims no address the project cannot
+back: nothing is published on PyPI and there is no public repository yet."""
 
 from __future__ import annotations
 
 from importlib import metadata
 
 
-def test_project_urls() -> None:
-    urls = dict(entry.split(", ", 1) for entry in
-                metadata.metadata("keepalive-preload").get_all("Project-URL") or [])
-    assert urls["Homepage"] == "https://pypi.org/project/keepalive-preload/"
-    assert urls["Documentation"].startswith("https://pypi.org/project/keepalive-preload/")
+def test_no_project_urls() -> None:
+    meta = metadata.metadata("keepalive-preload")
+    assert meta.get_all("Project-URL") is None
+    assert meta.get_all("Home-page") is None

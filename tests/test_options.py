@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from support import DEFAULTS, Client, Server
+from support import DEFAULTS, Client, Server, subset
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
-pytestmark = [pytest.mark.socket_level, pytest.mark.kernel]
+pytestmark = pytest.mark.socket_level
 
 # The variants that configure a client (connecting) socket, and a server's
 # accepted socket.
 CLIENT_VARIANTS = ("connect", "socket")
 SERVER_VARIANTS = ("listen", "socket")
-
-
-def subset(report: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
-    return {key: report[key] for key in expected}
 
 
 @pytest.mark.parametrize("variant", CLIENT_VARIANTS)

@@ -1,10 +1,11 @@
-"""Whose keepalive settings win: the program's (KEEPALIVE=on, the default) or
-ours (KEEPALIVE=force); the same rule in every variant, whether the program
-sets its own before or after the call we interpose.
+"""Whose keepalive settings win, per option: the program's (KEEPALIVE=on, the
+default) or ours (KEEPALIVE=force); the same rule in every variant, whether
+the program sets its own before or after the call we interpose.
 
-tests/helpers/own_keepalive.c sets SO_KEEPALIVE=1, TCP_KEEPIDLE=61 and
-TCP_KEEPINTVL=7 itself, before or after connect()/listen() (after socket()),
-and reports what the socket has, read back with getsockopt.
+tests/helpers/chooser.c sets some options itself (nothing, only
+SO_KEEPALIVE, only a user timeout, its own timers, keepalive off), before or
+after connect()/listen(), and reports what its socket has, read back with
+getsockopt in the preloaded process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from support import (
+    DEFAULTS,
     compile_helper,
     count_syscalls,
     preload_env,
@@ -26,107 +28,151 @@ from support import (
 )
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
-pytestmark = [pytest.mark.socket_level, pytest.mark.kernel]
+pytestmark = pytest.mark.socket_level
 
-VARIANTS = ("connect", "listen", "socket")
-PROGRAMS = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 61, "TCP_KEEPINTVL": 7}
-OURS = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 15, "TCP_KEEPINTVL": 15}
+RULED = ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
+OURS = {name: DEFAULTS[name] for name in RULED}
+#: The program's own timers (chooser.c "timers"), and the user timeout
+#: derived from them: (idle + interval * count) * 1000 ms.
+TIMERS = {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 2, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 2}
+DERIVED = (2 + 1 * 2) * 1000
+#: Where each variant sees the program: the action the chooser takes.
+ACTIONS = {"connect": ["connect4"], "listen": ["listen4"], "socket": ["connect4", "listen4"]}
+CASES = [(variant, action) for variant, actions in ACTIONS.items() for action in actions]
+WHAT = ("nothing", "keepalive", "user_timeout", "timers", "off")
 PAIR = re.compile(r"\b(SO_KEEPALIVE|TCP_[A-Z_]+)=(-?\d+)")
 
 
+def expected(mode: str, what: str, when: str, variant: str) -> dict[str, int]:
+    """What the rule says the socket ends up with. The socket variant's call
+    comes first: everything the program does is after it."""
+    if variant == "socket":
+        when = "after"
+    if mode == "force" or what in ("nothing", "keepalive"):
+        return dict(OURS)
+    if what == "user_timeout":
+        return {**OURS, "TCP_USER_TIMEOUT": 5000}
+    if what == "timers":
+        return {**TIMERS, "TCP_USER_TIMEOUT": DERIVED}
+    # off: after our call, the program's explicit off wins; before it, 0 is
+    # a fresh socket's value, which counts as "not set" (documented).
+    return {**OURS, "SO_KEEPALIVE": 0 if when == "after" else 1}
+
+
 @pytest.fixture(scope="module")
-def own(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return compile_helper(tmp_path_factory, "own_keepalive.c")
+def chooser(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return compile_helper(tmp_path_factory, "chooser.c")
 
 
-def own_socket(own: str, variant: str, when: str, action: str, port: int,
-               **env: str) -> tuple[dict[str, Any], str]:
-    """The report on the socket the program chose for (for listen4: the
-    accepted one) and stderr."""
+def choose(chooser: str, variant: str | None, what: str, when: str, action: str, port: int,
+           **env: str) -> tuple[dict[str, Any], str]:
+    """The report on the program's socket (listen4: the accepted one) and stderr."""
     environment = preload_env(variant, **env)
     if action == "listen4":
-        accepted, _, stderr = serve_one([own, when], environment)
+        accepted, _, stderr = serve_one([chooser, what, when], environment)
         return accepted, stderr
-    args = [own, when, action] + ([str(port)] if action == "connect4" else [])
-    result = run(args, environment)
+    result = run([chooser, what, when, action, str(port)], environment)
     (report,) = reports(result.stdout)
     return report, result.stderr
 
 
-def claims(stderr: str) -> dict[str, int]:
-    """What the debug lines say each option was left at: the last value each
-    line names after its last ': ' (later lines supersede earlier ones)."""
+def claims(stderr: str, fd: int) -> dict[str, int]:
+    """What the debug lines about fd say each option was left at (later
+    lines supersede earlier ones)."""
     said: dict[str, int] = {}
     for line in stderr.splitlines():
-        tail = line.rsplit(": ", 1)[-1]
-        said.update((name, int(value)) for name, value in PAIR.findall(tail))
+        if f": fd {fd}: " in line:
+            said.update((name, int(value)) for name, value in PAIR.findall(line))
     return said
 
 
-def subset(report: dict[str, Any], expected: dict[str, int]) -> dict[str, Any]:
-    return {key: report[key] for key in expected}
+def subset(report: dict[str, Any], names: tuple[str, ...] = RULED) -> dict[str, Any]:
+    return {name: report[name] for name in names}
 
 
-# Where the program sets its own: before or after connect(), before listen()
-# or after accept(), after socket() (nothing comes before it).
-MOMENTS = [(action, when) for action in ("connect4", "listen4", "socket")
-           for when in ("before", "after") if (action, when) != ("socket", "before")]
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize(("action", "when"), MOMENTS)
-@pytest.mark.parametrize(("mode", "expected"), [("on", PROGRAMS), ("force", OURS)])
-def test_rule(own: str, listener: int, variant: str, action: str, when: str, mode: str,
-              expected: dict[str, int]) -> None:
-    """Default: the program's choice wins, before or after our call, in every
-    variant. Force: ours win, and the program's setsockopt still succeeds.
-    The debug output never claims a value the socket does not have."""
-    report, stderr = own_socket(own, variant, when, action, listener, KEEPALIVE=mode,
-                                LIBKEEPALIVE_DEBUG="1")
-    assert subset(report, expected) == expected, stderr
+@pytest.mark.parametrize(("variant", "action"), CASES)
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("what", WHAT)
+@pytest.mark.parametrize("mode", ["on", "force"])
+def test_rule(chooser: str, listener: int, variant: str, action: str, when: str, what: str,
+              mode: str) -> None:
+    """Each option read back is the one the rule says; the program's own
+    setsockopt succeeds for it in every mode; the debug output never claims a
+    value the socket does not have."""
+    report, stderr = choose(chooser, variant, what, when, action, listener, KEEPALIVE=mode,
+                            LIBKEEPALIVE_DEBUG="1")
+    assert subset(report) == expected(mode, what, when, variant), stderr
     assert (report["set"], report["set_errno"]) == (0, 0)
-    said = claims(stderr)
+    said = claims(stderr, report["fd"])
     assert {key: report[key] for key in said} == said, stderr
 
 
+def test_without_the_library(chooser: str, listener: int) -> None:
+    """The reference: what the same programs get from the kernel alone."""
+    report, _ = choose(chooser, None, "timers", "after", "connect4", listener)
+    assert subset(report) == {**TIMERS, "TCP_USER_TIMEOUT": 0}
+    report, _ = choose(chooser, None, "keepalive", "before", "connect4", listener)
+    assert report["SO_KEEPALIVE"] == 1
+    assert report["TCP_USER_TIMEOUT"] == 0
+    assert report["TCP_KEEPIDLE"] != OURS["TCP_KEEPIDLE"]
+
+
 @pytest.mark.parametrize("variant", ["connect", "socket"])
-def test_debug_says_what_happened(own: str, listener: int, variant: str) -> None:
-    _, stderr = own_socket(own, variant, "after", "connect4", listener, LIBKEEPALIVE_DEBUG="1")
-    assert "kept the program's TCP_KEEPIDLE=61" in stderr
-    _, stderr = own_socket(own, variant, "after", "connect4", listener, KEEPALIVE="force",
-                           LIBKEEPALIVE_DEBUG="1")
-    assert "overrode the program's TCP_KEEPIDLE=61: TCP_KEEPIDLE=15" in stderr
+def test_debug_names_whose_value(chooser: str, listener: int, variant: str) -> None:
+    """Debug output names, per option, whose value it is."""
+    _, stderr = choose(chooser, variant, "timers", "before", "connect4", listener,
+                       LIBKEEPALIVE_DEBUG="1")
+    if variant == "connect":
+        assert re.search(r"fd \d+: ours: TCP_USER_TIMEOUT=4000 SO_KEEPALIVE=1; the program's: "
+                         r"TCP_KEEPIDLE=2 TCP_KEEPINTVL=1 TCP_KEEPCNT=2$", stderr, re.M), stderr
+    else:
+        assert "the program's TCP_KEEPCNT=2; ours TCP_USER_TIMEOUT=4000 (derived" in stderr
+    _, stderr = choose(chooser, variant, "user_timeout", "before", "connect4", listener,
+                       LIBKEEPALIVE_DEBUG="1")
+    assert "the program's TCP_USER_TIMEOUT=5000" in stderr
+    _, stderr = choose(chooser, variant, "timers", "after", "connect4", listener,
+                       KEEPALIVE="force", LIBKEEPALIVE_DEBUG="1")
+    assert "overrode the program's TCP_KEEPIDLE=2: TCP_KEEPIDLE=15" in stderr
 
 
-def test_debug_kept_before_reads_the_socket(own: str, listener: int) -> None:
-    _, stderr = own_socket(own, "connect", "before", "connect4", listener,
-                           LIBKEEPALIVE_DEBUG="1")
-    assert re.search(r"fd \d+: kept the program's SO_KEEPALIVE=1 TCP_KEEPIDLE=61 "
-                     r"TCP_KEEPINTVL=7 TCP_KEEPCNT=\d+ TCP_USER_TIMEOUT=0$", stderr,
-                     re.MULTILINE), stderr
+def test_user_timeout_follows_the_program_timers(tmp_path: Path, listener: int) -> None:
+    """A program that changes its timers again and again: the derived user
+    timeout follows each change; one that sets its own user timeout keeps it,
+    whatever timers it sets after."""
+    script = tmp_path / "timers.py"
+    script.write_text(
+        "import socket, sys\n"
+        "T = socket.IPPROTO_TCP\n"
+        "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+        "def ut(): return s.getsockopt(T, socket.TCP_USER_TIMEOUT)\n"
+        "out = []\n"
+        "s.setsockopt(T, socket.TCP_KEEPIDLE, 30); out.append(ut())\n"
+        "s.setsockopt(T, socket.TCP_KEEPCNT, 3); out.append(ut())\n"
+        "s.setsockopt(T, socket.TCP_USER_TIMEOUT, 777); out.append(ut())\n"
+        "s.setsockopt(T, socket.TCP_KEEPIDLE, 5); out.append(ut())\n"
+        "print(out)\n")
+    for variant in ("connect", "socket"):
+        result = run(["python3", str(script), str(listener)], preload_env(variant))
+        assert result.stdout.strip() == str([(30 + 15 * 9) * 1000, (30 + 15 * 3) * 1000,
+                                             777, 777]), variant
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_force_keeps_keepalive_on(own: str, listener: int, variant: str) -> None:
+@pytest.mark.parametrize("variant", ["connect", "listen", "socket"])
+def test_force_keeps_keepalive_on(chooser: str, listener: int, variant: str) -> None:
     """The program's SO_KEEPALIVE=0 succeeds for it and changes nothing."""
-    report, _ = own_socket(own, variant, "off", "connect4", listener, KEEPALIVE="force")
+    action = ACTIONS[variant][0]
+    report, _ = choose(chooser, variant, "off", "after", action, listener, KEEPALIVE="force")
     assert (report["SO_KEEPALIVE"], report["set"], report["set_errno"]) == (1, 0, 0)
 
 
-@pytest.mark.parametrize("variant", ["connect", "socket"])
-def test_program_may_turn_keepalive_off(own: str, listener: int, variant: str) -> None:
-    report, _ = own_socket(own, variant, "off", "connect4", listener)
-    assert report["SO_KEEPALIVE"] == 0
-
-
-def test_force_leaves_system_default_options_alone(own: str, listener: int) -> None:
+def test_force_leaves_system_default_options_alone(chooser: str, listener: int) -> None:
     """An option we leave at 0 (the system default) is not ours to force."""
-    report, _ = own_socket(own, "connect", "after", "connect4", listener, KEEPALIVE="force",
-                           TCP_KEEPIDLE="0")
-    assert (report["TCP_KEEPIDLE"], report["TCP_KEEPINTVL"]) == (61, 15)
+    report, _ = choose(chooser, "connect", "timers", "after", "connect4", listener,
+                       KEEPALIVE="force", TCP_KEEPIDLE="0")
+    assert (report["TCP_KEEPIDLE"], report["TCP_KEEPINTVL"]) == (2, 15)
 
 
-def test_force_keeps_the_real_error(own: str, tmp_path: Path) -> None:
+def test_force_keeps_the_real_error(tmp_path: Path) -> None:
     """A TCP-level keepalive option on a UDP socket fails as it would anyway."""
     probe = tmp_path / "udp.py"
     probe.write_text(
@@ -143,22 +189,35 @@ def test_force_keeps_the_real_error(own: str, tmp_path: Path) -> None:
     assert forced.stdout == plain.stdout != ""
 
 
+# The chooser's report reads 5 options back with getsockopt.
+REPORT = 5
+
+
 @pytest.mark.parametrize(
-    ("variant", "when", "mode", "counts"),
+    ("variant", "what", "when", "mode", "counts"),
     [
-        # The program's own 3 setsockopt calls, our 5 (when we set ours), our one
-        # getsockopt(SO_KEEPALIVE) in connect/listen with KEEPALIVE=on.
-        ("connect", "before", "on", (3, 1)),   # kept: nothing of ours set
-        ("connect", "after", "on", (5 + 3, 1)),
-        ("connect", "before", "force", (3 + 5, 0)),
-        ("socket", "after", "on", (5 + 3, 0)),
-        ("socket", "after", "force", (5 + 3, 0)),
+        # Program sets nothing: our 5 setsockopt, getsockopt(SO_PROTOCOL) at connect.
+        ("connect", "nothing", "after", "on", (5, 1)),
+        ("socket", "nothing", "after", "on", (5, 0)),
+        # Only SO_KEEPALIVE before connect (libpq, Java): + its own call; at connect
+        # SO_PROTOCOL, a fresh socket's four ruled options (once per process) and
+        # the same four read back from the program's socket.
+        ("connect", "keepalive", "before", "on", (1 + 5, 1 + 4 + 4)),
+        # Own timers before connect: its 4 calls, one getsockopt(TCP_USER_TIMEOUT)
+        # after each timer (none of ours yet), then at connect as above, and only
+        # the user timeout and SO_KEEPALIVE set.
+        ("connect", "timers", "before", "on", (4 + 2, 3 + 1 + 4 + 4)),
+        # Own timers after: ours (5), its 4, and for each timer the user timeout
+        # and the three timers read, and the user timeout set again.
+        ("connect", "timers", "after", "on", (5 + 4 + 3, 1 + 3 * 4)),
+        ("socket", "timers", "after", "on", (5 + 4 + 3, 3 * 4)),
+        # force: ours, stateless: its 4 calls, then ours again for each that differs.
+        ("connect", "timers", "after", "force", (5 + 4 + 3, 1)),
+        ("socket", "timers", "before", "force", (5 + 4 + 3, 0)),
     ],
 )
-def test_syscall_budget_with_a_program_that_chooses(own: str, tmp_path: Path, listener: int,
-                                                    variant: str, when: str, mode: str,
-                                                    counts: tuple[int, int]) -> None:
-    # own_keepalive's report reads 5 options back with getsockopt.
-    seen = count_syscalls([own, when, "connect4", str(listener)], variant,
+def test_syscall_budget(chooser: str, tmp_path: Path, listener: int, variant: str, what: str,
+                        when: str, mode: str, counts: tuple[int, int]) -> None:
+    seen = count_syscalls([chooser, what, when, "connect4", str(listener)], variant,
                           ("setsockopt", "getsockopt"), tmp_path, KEEPALIVE=mode)
-    assert (seen["setsockopt"], seen["getsockopt"] - 5) == counts, seen
+    assert (seen["setsockopt"], seen["getsockopt"] - REPORT) == counts, seen

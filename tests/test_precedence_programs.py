@@ -11,9 +11,14 @@ substitutes our value for the program's).
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -28,6 +33,7 @@ from support import (
     keepalive_timer,
     library,
     need_tool,
+    unavailable,
 )
 
 CLI = SCRIPT or "keepalive-preload"
@@ -207,3 +213,147 @@ def test_node_keeps_its_own_by_default() -> None:
 
 def test_run_values_win_over_node() -> None:
     assert near(node_timer([CLI, "run", "--client", "--idle", "12", "--"], clean_env()), 12)
+
+
+# Programs that only turn SO_KEEPALIVE on (libpq, Java's setKeepAlive(true),
+# Python's setsockopt(SO_KEEPALIVE)): they get our timers in the variants that
+# cover their socket, the system's 7200 s otherwise.
+def only_keepalive_expected(variant: str | None) -> int:
+    return 7200 if variant in (None, "listen") else 30
+
+
+def timer_as_expected(timer: float, variant: str | None) -> bool:
+    """ss shows the system's 7200 s in whole minutes (119min)."""
+    if only_keepalive_expected(variant) == 7200:
+        return 7000 <= timer <= 7200
+    return near(timer, 30)
+
+
+JAVA_CLIENT = """
+import java.net.Socket;
+public class KpClient {
+    public static void main(String[] args) throws Exception {
+        Socket s = new Socket("127.0.0.1", Integer.parseInt(args[0]));
+        s.setKeepAlive(true);
+        System.out.println("ready");
+        System.out.flush();
+        s.getInputStream().read();
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def java_class(tmp_path_factory: pytest.TempPathFactory) -> str:
+    javac = need_tool("javac")
+    directory = tmp_path_factory.mktemp("java")
+    (directory / "KpClient.java").write_text(JAVA_CLIENT)
+    subprocess.run([javac, "KpClient.java"], cwd=directory, check=True, timeout=120,
+                   capture_output=True)
+    return str(directory)
+
+
+@pytest.mark.parametrize("variant", [None, "connect", "listen", "socket"])
+def test_java_set_keepalive_gets_our_timers(java_class: str, variant: str | None) -> None:
+    java = need_tool("java")
+    server = HeldServer()
+    env = preloaded(variant, TCP_KEEPIDLE="30") if variant else clean_env()
+    try:
+        proc = subprocess.Popen([java, "-cp", java_class, "KpClient", str(server.port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env=env)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            timer = keepalive_timer(f"dport = :{server.port}")
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    finally:
+        server.close()
+    assert timer_as_expected(timer, variant), timer
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[int]:
+    """A PostgreSQL cluster of our own, run as postgres in a temporary
+    directory on a free port; stopped (pg_ctl, by its data directory) and
+    removed after."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not bins:
+        need_tool("pg_ctl")
+    pg_ctl = bins[-1] if bins else "pg_ctl"
+    initdb = os.path.join(os.path.dirname(pg_ctl), "initdb")
+    if os.geteuid() != 0:
+        unavailable("starting a postgres cluster as user postgres needs root")
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        unavailable("no postgres user (the postgresql package)")
+    directory = tempfile.mkdtemp(prefix="kp-pg-", dir="/var/tmp")
+    data = os.path.join(directory, "data")
+    port = free_port()
+
+    def as_postgres(*argv: str, check: bool = True) -> None:
+        subprocess.run(list(argv), check=check, capture_output=True, timeout=120,
+                       env=clean_env(), user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+
+    try:
+        os.chown(directory, user.pw_uid, user.pw_gid)
+        as_postgres(initdb, "-D", data, "-A", "trust", "-U", "postgres")
+        as_postgres(pg_ctl, "-D", data, "-w", "-t", "60", "-l", os.path.join(directory, "log"),
+                    "-o", f"-p {port} -k {directory} -c listen_addresses=127.0.0.1", "start")
+        try:
+            yield port
+        finally:
+            as_postgres(pg_ctl, "-D", data, "-m", "immediate", "stop", check=False)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_psql_gets_our_timers() -> None:
+    """libpq turns SO_KEEPALIVE on with the system's timers: the README's
+    `LD_PRELOAD=libkeepalive.so psql` gives it ours."""
+    psql = need_tool("psql")
+    with postgres() as port:
+        for variant in (None, "connect", "listen", "socket"):
+            env = preloaded(variant, TCP_KEEPIDLE="30") if variant else clean_env()
+            proc = subprocess.Popen([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                                     "-c", "select pg_sleep(4)"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+            try:
+                timer = keepalive_timer(f"dport = :{port}")
+            finally:
+                proc.kill()
+                proc.wait()
+                if proc.stderr is not None:
+                    proc.stderr.close()
+            assert timer_as_expected(timer, variant), (variant, timer)
+
+
+@pytest.mark.parametrize("variant", [None, "connect", "socket"])
+def test_python_only_keepalive_gets_our_timers(variant: str | None) -> None:
+    server = HeldServer()
+    code = ("import socket, sys\n"
+            "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)\n"
+            "print('ready', flush=True)\n"
+            "s.recv(1)\n")
+    env = preloaded(variant, TCP_KEEPIDLE="30") if variant else clean_env()
+    try:
+        proc = subprocess.Popen(["python3", "-c", code, str(server.port)],
+                                stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            timer = keepalive_timer(f"dport = :{server.port}")
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    finally:
+        server.close()
+    assert timer_as_expected(timer, variant), timer

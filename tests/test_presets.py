@@ -1,6 +1,7 @@
 """--preset and the presets subcommand: the values are safe for each middlebox,
 explicit options win, every command with the preload options takes it, and
-the README's table says what the package's table says."""
+the docs' table, the man page and the command say what the package's table
+says, each preset with its source."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import time
 
 import pytest
 
-from keepalive_preload import _cli
 from keepalive_preload._options import BY_NAME
-from keepalive_preload._presets import PRESETS, Preset
+from keepalive_preload.cli import args as args_module
+from keepalive_preload.presets import PRESETS, Preset
 from support import HELPERS, ROOT, SCRIPT, TIMEOUT, clean_env, cli, ending, one_line_error, reports
 
-#: The middleboxes the issue names and their documented idle timeouts, seconds.
-REQUIRED = {"aws-nlb": 350, "aws-nat": 350, "azure-lb": 240, "azure-nat": 240,
-            "gcp-nat": 1200, "gce-firewall": 600, "ipvs": 900, "oracle-nlb": 360}
+#: The middleboxes the issues name and their documented idle timeouts, seconds.
+REQUIRED = {"aws-nlb": 350, "aws-gwlb": 350, "aws-nat": 350, "aws-conntrack": 350,
+            "azure-lb": 240, "azure-nat": 240, "gcp-nat": 1200, "gcp-firewall": 600,
+            "ipvs": 900, "docker-overlay": 900, "oracle-nlb": 360}
 NAMES = [p.name for p in PRESETS]
 
 
@@ -77,12 +79,12 @@ def test_every_preload_parser_takes_preset() -> None:
     # apply and cgroup attach build on _add_preload_options: the preset's values
     # are in the namespace like options given, explicit ones win in either order.
     parser = argparse.ArgumentParser()
-    _cli._add_preload_options(parser)
+    args_module.add_preload_options(parser)
     for argv in (["--preset", "gcp-nat", "--interval", "45"],
                  ["--interval", "45", "--preset", "gcp-nat"]):
         args = parser.parse_args(argv)
         assert (args.idle, args.interval, args.count, args.user_timeout) == (800, 45, 5, None)
-        assert _cli.chosen_values(args)["interval"] == 45
+        assert args_module.chosen_values(args)["interval"] == 45
     assert parser.parse_args([]).idle is None
 
 
@@ -103,12 +105,32 @@ def test_presets_subcommand_lists_every_preset() -> None:
             if line and line.split()[0] in NAMES}
     assert rows == {p.name: [f"{p.timeout}s", f"{p.idle}s", f"{p.interval}s", str(p.count),
                              f"{p.idle + p.interval * p.count}s"] for p in PRESETS}
+    # Each with its source: the page's title and address.
+    sources = result.stdout.split("Sources of the timeouts:\n")[1].splitlines()
+    assert sources == [f"  {p.name}: {p.source}" for p in PRESETS]
+    for p in PRESETS:
+        assert re.search(r'"[^"]+"', p.source) or "ip_vs_proto_tcp.c" in p.source, p.name
 
 
-def test_readme_table_matches_the_package() -> None:
-    readme = (ROOT / "README.md").read_text()
-    rows = re.findall(r"^\| `([a-z-]+)` \| (\d+) s \| (\d+) \| (\d+) \| (\d+) \| (\d+) s \|"
-                      r" (.+) \|$", readme, re.MULTILINE)
+def test_former_name_still_accepted() -> None:
+    out = cli("env", "--preset", "gce-firewall").stdout
+    assert "export TCP_KEEPIDLE=400\n" in out
+    assert "gce-firewall" not in cli("presets").stdout
+
+
+def docs_table() -> list[tuple[str, ...]]:
+    """The presets table rows of the documentation (README.md or docs/)."""
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    rows: list[tuple[str, ...]] = []
+    for path in texts:
+        if path.exists():
+            rows += re.findall(r"^\| `([a-z-]+)` \| (\d+) s \| (\d+) \| (\d+) \| (\d+) \| "
+                               r"(\d+) s \| (.+) \|$", path.read_text(), re.MULTILINE)
+    return rows
+
+
+def test_docs_table_matches_the_package() -> None:
+    rows = docs_table()
     assert {r[0]: tuple(int(v) for v in r[1:6]) for r in rows} == {
         p.name: (p.timeout, p.idle, p.interval, p.count, p.idle + p.interval * p.count)
         for p in PRESETS}
@@ -121,6 +143,8 @@ def test_man_page_lists_every_preset() -> None:
     for p in PRESETS:
         assert re.search(rf"^\.B {re.escape(p.name)}\n.*{p.timeout} s.*idle {p.idle}, "
                          rf"interval {p.interval}, count {p.count}", page, re.MULTILINE), p.name
+        url = p.source.split("https://")[1].replace("-", "\\-")
+        assert f"https://{url}" in page, p.name
 
 
 PRESETS_BY_NAME = {p.name: p for p in PRESETS}

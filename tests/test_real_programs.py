@@ -18,7 +18,17 @@ from typing import Any, Optional, Tuple
 
 import pytest
 
-from support import SCRIPT, TIMEOUT, HeldServer, clean_env, ending, free_port, need_tool, timer_of
+from support import (
+    SCRIPT,
+    TIMEOUT,
+    HeldServer,
+    clean_env,
+    ending,
+    free_port,
+    keepalive_timer,
+    need_tool,
+    timer_of,
+)
 
 IDLE = 30
 REQUEST = "GET / HTTP/1.0\r\n\r\n"
@@ -56,7 +66,10 @@ def run_client(name: str, preload: bool) -> tuple[str, int, tuple[str, float] | 
             if on_stdin:
                 proc.stdin.write(REQUEST)
                 proc.stdin.flush()
-            timer = timer_of(f"dport = :{server.port}")
+            # The connect variant sets the options just after the kernel accepted
+            # the connect: with it, wait (bounded) for the keepalive timer.
+            where = f"dport = :{server.port}"
+            timer = ("keepalive", keepalive_timer(where)) if preload else timer_of(where)
             server.release.set()
             out, _ = proc.communicate(timeout=TIMEOUT)
         return out, proc.returncode, timer

@@ -33,6 +33,7 @@ from support import (
 )
 
 sys.path.insert(0, str(ROOT / "packaging"))
+import targets
 from targets import TARGETS, Target
 
 VERSION = keepalive_preload.__version__
@@ -64,8 +65,12 @@ def test_every_artefact(release: Release) -> None:
     names = sorted(p.name for p in release.dist.iterdir())
     assert names == sorted([
         f"keepalive_preload-{VERSION}.tar.gz", *WHEELS.values(),
-        f"keepalive-preload_{VERSION}-1_amd64.deb", f"keepalive-preload_{VERSION}-1_arm64.deb",
-        f"keepalive-preload-{VERSION}-1.x86_64.rpm", f"keepalive-preload-{VERSION}-1.aarch64.rpm",
+        # The libraries per architecture; the command architecture-independent.
+        f"libkeepalive-preload_{VERSION}-1_amd64.deb",
+        f"libkeepalive-preload_{VERSION}-1_arm64.deb", f"keepalive-preload_{VERSION}-1_all.deb",
+        f"libkeepalive-preload-{VERSION}-1.x86_64.rpm",
+        f"libkeepalive-preload-{VERSION}-1.aarch64.rpm",
+        f"keepalive-preload-{VERSION}-1.noarch.rpm",
     ])
 
 
@@ -130,9 +135,10 @@ def aarch64_probe(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     sysroot = "/usr/aarch64-linux-gnu"
     if not os.path.exists(f"{sysroot}/lib/ld-linux-aarch64.so.1"):
         unavailable("libc6-arm64-cross (the aarch64 glibc) is not installed")
-    import ziglang  # type: ignore[import-untyped]
-
-    zig = os.path.join(os.path.dirname(ziglang.__file__), "zig")
+    try:
+        zig = targets.zig()
+    except SystemExit as exc:
+        unavailable(str(exc))
     out = tmp_path_factory.mktemp("aarch64") / "probe"
     subprocess.run([zig, "cc", "-target", "aarch64-linux-gnu.2.17", "-O2", "-o", str(out),
                     str(ROOT / "tests" / "helpers" / "probe.c")], check=True, timeout=300)

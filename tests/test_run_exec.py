@@ -162,19 +162,3 @@ def test_go_program_warning(go_binaries: dict[str, str], kind: str) -> None:
                   "Go (1.13 and later) turns keepalive on by itself", "15 s",
                   "keepalive-preload cgroup attach"):
         assert words in line, line
-
-
-def test_static_c_program_points_to_the_cgroup_mode(tmp_path: Path) -> None:
-    cc = shutil.which("cc")
-    if cc is None:
-        unavailable("no C compiler")
-    source = tmp_path / "s.c"
-    source.write_text("int main(void) { return 0; }\n")
-    out = tmp_path / "s"
-    if subprocess.run([cc, "-static", "-o", str(out), str(source)], capture_output=True,
-                      timeout=120).returncode != 0:
-        unavailable("cannot link statically (libc6-dev's libc.a missing?)")
-    (line,) = cli("run", "--", str(out)).stderr.splitlines()
-    assert "statically linked" in line
-    assert "Go" not in line
-    assert "keepalive-preload cgroup attach" in line

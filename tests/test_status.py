@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from live import (
     as_root_without_ptrace,
     echo_pair,
     event,
+    holder,
     missing_pid,
     sock,
     status,
@@ -34,6 +36,7 @@ from live import (
 )
 from support import (
     ENTRY_POINTS,
+    FAST,
     TIMEOUT,
     clean_env,
     cli,
@@ -43,9 +46,6 @@ from support import (
     stop,
     unavailable,
 )
-
-pytestmark = pytest.mark.kernel
-FAST = {"TCP_KEEPIDLE": "5", "TCP_KEEPINTVL": "2", "TCP_KEEPCNT": "4"}
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
@@ -58,15 +58,18 @@ def test_status_text_shows_timer_and_values(
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"PID {proc.pid} (python")
     assert lines[0].endswith("): preloaded: libkeepalive_socket.so")
-    assert lines[1].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER", "KEEPALIVE",
-                                "IDLE(s)", "INTVL(s)", "CNT", "USER_TIMEOUT(ms)"]
-    row = next(line.split() for line in lines[2:] if line.split()[0] == str(report["fd"]))
+    head = next(i for i, line in enumerate(lines) if line.startswith("FD "))
+    assert lines[head].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER", "KEEPALIVE",
+                                   "IDLE(s)", "INTVL(s)", "CNT", "USER_TIMEOUT(ms)", "SOURCE"]
+    row = next(line.split() for line in lines[head + 1:]
+               if line.split()[0] == str(report["fd"]))
     assert row[1:4] == ["ESTABLISHED", row[2], f"127.0.0.1:{listener}"]
     kind, left = row[4].split(":")
     assert kind == "keepalive"
     assert 0 < float(left.rstrip("s")) <= 5
-    # idle 5, interval 2, count 9 (default): user timeout (5 + 2 * 9) * 1000 ms
-    assert row[5:] == ["on", "5", "2", "9", "23000"]
+    # idle 5, interval 2, count 9 (default): user timeout (5 + 2 * 9) * 1000 ms; from
+    # our library, which is mapped in the process
+    assert row[5:] == ["on", "5", "2", "9", "23000", "library"]
 
 
 def test_status_json_values_are_the_sockets(
@@ -81,6 +84,7 @@ def test_status_json_values_are_the_sockets(
     found = sock(data, report["fd"])
     assert (found["state"], found["remote"], found["timer"]) == (
         "ESTABLISHED", f"127.0.0.1:{listener}", "keepalive")
+    assert (found["protocol"], found["loopback"], found["source"]) == ("tcp", True, "library")
     assert 0 < found["expires_in"] <= 5
     # What the process itself reads with getsockopt.
     assert {k: v for k, v in as_reported(found["options"]).items() if k in report} == {
@@ -138,7 +142,11 @@ def test_without_keepalive() -> None:
         found = sock(data, outbound["fd"])
         assert (found["timer"], found["expires_in"]) == (None, None)
         assert found["options"]["keepalive"] == 0
+        assert found["source"] == "none"
         assert data["preloaded"] == []
+        # A loopback connection never crosses a middlebox: counted only when asked.
+        assert (found["loopback"], data["without_keepalive"]) == (True, 0)
+        (data,) = status(client.pid, extra=("--include-loopback",))
         assert data["without_keepalive"] == 1
         text = cli("status", str(client.pid)).stdout
         assert "preloaded: none of ours" in text
@@ -292,7 +300,7 @@ def test_all_lists_our_processes_needing_attention_first() -> None:
     env = preload_env("socket", **FAST)
     with echo_pair() as (plain_server, plain_client, _, plain_out), \
             echo_pair(env, env) as (good_server, good_client, _, _):
-        data = status(extra=("--all",))
+        data = status(extra=("--all", "--include-loopback"))
         pids = [d["pid"] for d in data]
         by_pid = {d["pid"]: d for d in data}
         for pid in (plain_server.pid, plain_client.pid):
@@ -302,16 +310,26 @@ def test_all_lists_our_processes_needing_attention_first() -> None:
         # Those needing attention come first.
         assert max(pids.index(plain_server.pid), pids.index(plain_client.pid)) < min(
             pids.index(good_server.pid), pids.index(good_client.pid))
-        text = cli("status", "--all").stdout
-        assert f"    fd {plain_out['fd']}  " in text
+        def details(*args: str) -> list[str]:
+            """The lines under the client's row of the --all table."""
+            lines = cli("status", "--all", *args).stdout.splitlines()
+            at = next(i for i, line in enumerate(lines)
+                      if line.split()[0] == str(plain_client.pid))
+            return [x for x in lines[at + 1:at + 3] if x.startswith("    fd ")]
+
+        (line,) = details("--include-loopback")
+        assert line.startswith(f"    fd {plain_out['fd']}  127.0.0.1:")
+        assert details() == []  # a loopback connection: left out by default
 
 
 def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
     """The exit status of --check depends on every process on the host, so it
     is tested in new PID and network namespaces (unshare --mount-proc): there
-    /proc, which --all walks, holds only the test's processes. 1 while a
-    connection lacks keepalive; 0 once `apply` fixed it; 3 when processes
-    cannot be read (root without CAP_SYS_PTRACE)."""
+    /proc, which --all walks, holds only the test's processes. A pair on a
+    network address (10.200.9.1, on the namespace's only interface) and a pair on loopback:
+    1 while the first lacks keepalive; 0 once `apply` fixed it, the loopback
+    pair left out unless --include-loopback; 3 when processes cannot be read
+    (root without CAP_SYS_PTRACE)."""
     if os.geteuid() != 0:
         unavailable("new PID and network namespaces need root")
     unshare = shutil.which("unshare")
@@ -320,26 +338,34 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
     driver = tmp_path / "driver.py"
     driver.write_text(textwrap.dedent(f"""
         import json, subprocess, sys
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", "10.200.9.1/32", "dev", "lo"]):
+            subprocess.run(cmd, check=True)
         kp = {ENTRY_POINTS["module"]!r}
         echo = {ECHO!r}
-        server = subprocess.Popen([*echo, "serve", "127.0.0.1", "0"], stdout=subprocess.PIPE,
-                                  text=True)
-        port = json.loads(server.stdout.readline())["port"]
-        client = subprocess.Popen([*echo, "connect", "127.0.0.1", str(port)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        client.stdout.readline(); server.stdout.readline()
-        def check(*prefix):
-            done = subprocess.run([*prefix, *kp, "status", "--all", "--check", "--json"],
-                                  capture_output=True, text=True, timeout=60)
+        def pair(address):
+            server = subprocess.Popen([*echo, "serve", address, "0"], stdout=subprocess.PIPE,
+                                      text=True)
+            port = json.loads(server.stdout.readline())["port"]
+            client = subprocess.Popen([*echo, "connect", address, str(port)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            client.stdout.readline(); server.stdout.readline()
+            return [server, client]
+        network, loopback = pair("10.200.9.1"), pair("127.0.0.1")
+        def check(*prefix, extra=()):
+            done = subprocess.run([*prefix, *kp, "status", "--all", "--check", "--json",
+                                   *extra], capture_output=True, text=True, timeout=60)
             return [done.returncode, json.loads(done.stdout or "[]"), done.stderr]
-        out = {{"pids": [server.pid, client.pid], "before": check()}}
-        out["apply"] = subprocess.run([*kp, "apply", str(server.pid), str(client.pid)],
+        out = {{"network": [p.pid for p in network], "loopback": [p.pid for p in loopback],
+                "before": check()}}
+        out["apply"] = subprocess.run([*kp, "apply", *(str(p.pid) for p in network)],
                                       capture_output=True, text=True, timeout=60).returncode
         out["after"] = check()
+        out["with_loopback"] = check(extra=["--include-loopback"])
         out["unreadable"] = check("setpriv", "--bounding-set=-sys_ptrace",
                                   "--inh-caps=-sys_ptrace")
-        client.kill(); server.kill(); client.wait(); server.wait()
+        for p in network + loopback:
+            p.kill(); p.wait()
         print(json.dumps(out))
     """))
     done = subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "--net",
@@ -349,18 +375,128 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
         unavailable(f"cannot create namespaces: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    pids = out["pids"]
+    network, loopback = out["network"], out["loopback"]
     code, data, _ = out["before"]
     assert code == 1
-    assert sorted(d["pid"] for d in data) == sorted(pids)
-    assert all(d["without_keepalive"] == 1 for d in data)
+    assert sorted(d["pid"] for d in data) == sorted(network + loopback)
+    lacking = {d["pid"]: d["without_keepalive"] for d in data}
+    assert lacking == {**dict.fromkeys(network, 1), **dict.fromkeys(loopback, 0)}
     assert out["apply"] == 0
     code, data, _ = out["after"]
     assert code == 0, data
     assert all(d["without_keepalive"] == 0 for d in data)
+    code, data, _ = out["with_loopback"]
+    assert code == 1, data
+    assert {d["pid"] for d in data if d["without_keepalive"]} == set(loopback)
     code, data, _ = out["unreadable"]
     assert code == 3, data
-    assert {d["pid"] for d in data if "error" in d} >= set(pids)
+    assert {d["pid"] for d in data if "error" in d} >= set(network + loopback)
+
+
+def test_cron_recipe_as_written(tmp_path: Path) -> None:
+    """The cron line of docs/live-processes.md, run as cron would (sh -c, the
+    command after the five time fields and the user), in PID and network
+    namespaces of the test's own: output (cron mails it) while a connection
+    that crosses a network lacks keepalive, none once `apply` fixed it (a
+    loopback pair without keepalive beside it), none when only some processes
+    cannot be read."""
+    if os.geteuid() != 0:
+        unavailable("new PID and network namespaces need root")
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "live-processes.md").read_text()
+    (line,) = [x for x in doc.splitlines() if x.startswith("*/15 ")]
+    command = line.split(None, 6)[6]
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import json, os, subprocess, sys
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "addr", "add", "10.200.9.3/32", "dev", "lo"], check=True)
+        kp, echo = {ENTRY_POINTS["module"]!r}, {ECHO!r}
+        env = dict(os.environ, PATH={os.path.dirname(sys.executable)!r} + ":/usr/bin:/bin")
+        procs = []
+        def pair(address):
+            server = subprocess.Popen([*echo, "serve", address, "0"], stdout=subprocess.PIPE,
+                                      text=True)
+            port = json.loads(server.stdout.readline())["port"]
+            client = subprocess.Popen([*echo, "connect", address, str(port)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            client.stdout.readline(); server.stdout.readline()
+            procs.extend([server, client])
+            return [server.pid, client.pid]
+        def cron(*prefix):
+            done = subprocess.run([*prefix, "sh", "-c", sys.argv[1]], capture_output=True,
+                                  text=True, timeout=60, env=env)
+            return [done.returncode, done.stdout, done.stderr]
+        network = pair("10.200.9.3"); pair("127.0.0.1")
+        out = {{"network": network, "before": cron()}}
+        subprocess.run([*kp, "apply", *map(str, network)], check=True, capture_output=True)
+        out["after"] = cron()
+        out["unreadable"] = cron("setpriv", "--bounding-set=-sys_ptrace",
+                                 "--inh-caps=-sys_ptrace")
+        for p in procs:
+            p.kill(); p.wait()
+        print(json.dumps(out))
+    """))
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--net",
+                           sys.executable, str(driver), command], capture_output=True,
+                          text=True, timeout=120, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    _, text, _ = out["before"]
+    assert text.splitlines()[0].split() == ["PID", "COMMAND", "ESTABLISHED",
+                                            "WITHOUT_KEEPALIVE"]
+    lacking = {int(x.split()[0]) for x in text.splitlines()[1:]
+               if x[:1].isdigit() and x.split()[3] == "1"}
+    assert lacking == set(out["network"])
+    assert out["after"][1] == ""
+    assert out["unreadable"][1] == ""
+
+
+# ---- our cgroup program as the source ---------------------------------------
+
+def test_cgroup_program_shown_as_the_source() -> None:
+    """A process in a cgroup carrying our program (idle 41, interval 7, count
+    3): status names the program and its cgroup, its sockets' source is
+    "cgroup", and apply keeps those values, saying who set them."""
+    import importlib
+
+    from keepalive_preload.live.proc import cgroup_mount
+
+    if os.geteuid() != 0:
+        unavailable("the cgroup mode needs root")
+    if not hasattr(importlib.import_module("keepalive_preload.cgroup"), "covering"):
+        unavailable("this build has no keepalive_preload.cgroup.covering yet")
+    mount = cgroup_mount()
+    if mount is None:
+        unavailable("no cgroup2 mount")
+    path = os.path.join(mount, f"kp-live-test-{os.getpid()}")
+    os.mkdir(path)
+    try:
+        attached = cli("cgroup", "attach", "--idle", "41", "--interval", "7", "--count", "3",
+                       path)
+        assert attached.returncode == 0, attached.stderr
+        with holder(1, cgroup=path) as (_, info):
+            pid = info["pid"]
+            (data,) = status(pid)
+            (program,) = data["cgroup_programs"]
+            assert (program["cgroup"], program["values"]["idle"]) == (path, 41)
+            established = [s for s in data["sockets"] if s["state"] == "ESTABLISHED"]
+            assert {(s["source"], s["options"]["idle"]) for s in established} == {
+                ("cgroup", 41)}
+            text = cli("status", str(pid)).stdout
+            assert f"cgroup program {program['prog_id']} on {path} (" in text
+            (report,) = json.loads(cli("apply", "--json", "--idle", "30", str(pid)).stdout)
+            for entry in report["sockets"]:
+                if entry["state"] == "ESTABLISHED":
+                    assert entry["action"] == "kept"
+                    assert entry["by"] == f"our cgroup program on {path}"
+    finally:
+        cli("cgroup", "detach", path)
+        for _ in range(50):  # bounded: the holder's exit frees the cgroup
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.1)
 
 
 # ---- without pidfd_getfd: the timer view, and one line saying why -----------
@@ -368,31 +504,35 @@ def test_all_check_in_a_namespace_of_our_own(tmp_path: Path) -> None:
 def test_old_kernel_shows_timers_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     """pidfd_getfd missing (Linux < 5.6: ENOSYS): the timers, and why the
     values are not shown. In-process, with the syscall made to fail."""
-    from keepalive_preload import _pidfd, _status
+    from keepalive_preload import _syscalls
+    from keepalive_preload.live import show as _show
+    from keepalive_preload.live import status as _status
 
-    def enosys(pidfd: int, pid: int, fd: int) -> int:
-        raise _pidfd._explain(OSError(errno.ENOSYS, "ENOSYS"), pid, "duplicate the sockets")
+    def enosys(pidfd: int, fd: int, flags: int = 0) -> int:
+        raise _syscalls.SyscallError(errno.ENOSYS, "pidfd_getfd")
 
-    monkeypatch.setattr(_pidfd, "pidfd_getfd", enosys)
+    monkeypatch.setattr(_syscalls, "pidfd_getfd", enosys)
     with echo_pair() as (_, client, _, outbound):
         report = _status.inspect(client.pid)
-        assert "kernel is too old" in report["options_error"]
-        found = sock(report, outbound["fd"])
-        assert (found["options"], found["timer"]) == (None, None)
-        assert report["without_keepalive"] == 1  # judged from the timer
-        lines = _status.format_status(report).splitlines()
-        assert lines[1] == ("options not read: cannot duplicate the sockets: the kernel is too "
-                            "old (pidfd_getfd needs Linux 5.6 or later); showing the timers only")
-        assert lines[2].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER"]
+        assert report.options_error is not None
+        assert "kernel is too old" in report.options_error
+        data = report.to_json()
+        found = sock(data, outbound["fd"])
+        assert (found["options"], found["timer"], found["source"]) == (None, None, "unknown")
+        assert data["without_keepalive"] == 1  # judged from the timer
+        lines = _show.format_status(report).splitlines()
+        at = lines.index("options not read: cannot duplicate the sockets: the kernel is too "
+                         "old (pidfd_getfd needs Linux 5.6 or later); showing the timers only")
+        assert lines[at + 1].split() == ["FD", "STATE", "LOCAL", "REMOTE", "TIMER"]
 
 
 def test_pidfd_open_through_ctypes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Python 3.8 has no os.pidfd_open: the syscall is made through ctypes."""
-    from keepalive_preload import _status
+    from keepalive_preload.live import status as _status
 
     monkeypatch.delattr(os, "pidfd_open", raising=False)
     env = preload_env("connect", **FAST)
     with echo_pair(client_env=env) as (_, client, _, outbound):
-        report = _status.inspect(client.pid)
+        report = _status.inspect(client.pid).to_json()
         assert report["options_error"] is None
         assert sock(report, outbound["fd"])["options"]["idle"] == 5

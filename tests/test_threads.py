@@ -4,10 +4,11 @@ arrive before the library's constructor has run."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
-from support import clean_env, compile_helper, library, preload, preload_env, run
+from support import c_compiler, clean_env, compile_helper, library, preload, preload_env, run
 
 # Rerun against other builds of the libraries (support.rerun_socket_level_tests).
 pytestmark = pytest.mark.socket_level
@@ -47,10 +48,9 @@ def test_constructor_order(early: str, tmp_path_factory: pytest.TempPathFactory)
     marker = tmp_path_factory.mktemp("marker") / "marker.c"
     marker.write_text('#include <unistd.h>\n__attribute__((constructor)) static void m(void)'
                       ' { if (write(1, "marker\\n", 7) < 0) _exit(3); }\n')
-    import subprocess
-
     lib = marker.with_suffix(".so")
-    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(marker)], check=True)
+    subprocess.run([c_compiler(), "-shared", "-fPIC", "-o", str(lib), str(marker)], check=True,
+                   timeout=120)
     result = run(["/bin/true"], clean_env(LD_PRELOAD=f"{lib}:{early}", KP_EARLY_PORT="1"))
     assert result.stdout.splitlines() == ["early: SO_KEEPALIVE=-1 TCP_KEEPIDLE=-1", "marker"]
 

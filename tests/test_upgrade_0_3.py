@@ -4,10 +4,12 @@
 those files, and 0.3's behaviour is reproduced by libkeepalive_socket.so with
 TCP_KEEPIDLE=0 TCP_KEEPINTVL=0 TCP_KEEPCNT=0 (environment or configuration file).
 
-Installs libkeepalive0 from the Debian archive with apt-get, then this
-machine's .deb (built here with packaging/build_packages.py) with dpkg, and
-removes both, and the test unit, whatever happens. Needs root and the release
-tools (pip install -r packaging/requirements-release.txt).
+The notice comes from libkeepalive-preload's preinst, so it is on screen
+before the file is replaced. Installs libkeepalive0 from the Debian archive
+with apt-get, then this machine's two .debs (built here with
+packaging/build_packages.py) with dpkg, and removes them all, and the test
+unit, whatever happens. Needs root and the release tools (pip install -r
+packaging/requirements-release.txt).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 
 from support import (
+    ROOT,
     TIMEOUT,
     clean_env,
     need_tool,
@@ -33,10 +36,10 @@ from support import (
     unavailable,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 UNIT = Path("/etc/systemd/system/kp-test-libkeepalive03.service")
 CONFIG = Path("/etc/keepalive-preload.conf")
 NOTICE = "names libkeepalive.so"
+PACKAGES = ("libkeepalive-preload", "keepalive-preload")
 OLD_VALUES = {"TCP_KEEPIDLE": "0", "TCP_KEEPINTVL": "0", "TCP_KEEPCNT": "0"}
 KEYS = ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
 APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -53,9 +56,9 @@ def require_clean_host() -> None:
         unavailable("installing packages needs root")
     need_tool("apt-get")
     need_tool("dpkg")
-    if installed("keepalive-preload") or installed("libkeepalive0"):
-        unavailable("keepalive-preload or libkeepalive0 is already installed here; "
-                    "not touching it")
+    for name in (*PACKAGES, "libkeepalive0"):
+        if installed(name):
+            unavailable(f"{name} is already installed here; not touching it")
     if UNIT.exists() or CONFIG.exists():
         unavailable(f"{UNIT} or {CONFIG} exists already; not touching it")
 
@@ -68,8 +71,9 @@ def names_old_library() -> bool:
 
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This machine's .deb, built from this checkout by packaging/build_packages.py."""
+def debs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """This machine's two .debs (the libraries first), built from this
+    checkout by packaging/build_packages.py."""
     script = ROOT / "packaging" / "build_packages.py"
     if not script.exists():
         unavailable("runs from a source checkout (packaging/)")
@@ -84,8 +88,9 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            capture_output=True, text=True, timeout=1800,
                            env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    (package,) = (out / "dist").glob("*.deb")
-    return package
+    (libraries,) = (out / "dist").glob("libkeepalive-preload_*.deb")
+    (command,) = (out / "dist").glob("keepalive-preload_*.deb")
+    return [libraries, command]
 
 
 @contextlib.contextmanager
@@ -94,16 +99,16 @@ def cleanup() -> Iterator[None]:
     try:
         yield
     finally:
-        subprocess.run(["dpkg", "--purge", "keepalive-preload"], capture_output=True,
-                       timeout=600)
+        subprocess.run(["dpkg", "--purge", *PACKAGES], capture_output=True, timeout=600)
         subprocess.run(["apt-get", "purge", "-y", "-q", "libkeepalive0"], env=APT_ENV,
                        capture_output=True, timeout=600)
         with contextlib.suppress(FileNotFoundError):
             UNIT.unlink()
-    assert not installed("keepalive-preload")
-    assert not installed("libkeepalive0")
+    for name in (*PACKAGES, "libkeepalive0"):
+        assert not installed(name)
     assert not os.path.lexists("/usr/lib/libkeepalive.so")
     assert not os.path.exists("/usr/share/doc/keepalive-preload")
+    assert not os.path.exists("/usr/share/doc/libkeepalive-preload")
     assert not CONFIG.exists()
 
 
@@ -122,22 +127,23 @@ def server(probe: str, library: str, **env: str) -> dict[str, Any]:
     return keepalive(accepted)
 
 
-def dpkg_install(deb: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True,
-                          env=APT_ENV, timeout=600)
+def dpkg_install(debs: list[Path]) -> subprocess.CompletedProcess[str]:
+    """dpkg -i, its stdout and stderr in one stream (stdout), in order."""
+    return subprocess.run(["dpkg", "-i", *map(str, debs)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=APT_ENV, timeout=600)
 
 
-def test_no_notice_without_libkeepalive_0_3(deb: Path) -> None:
+def test_no_notice_without_libkeepalive_0_3(debs: list[Path]) -> None:
     require_clean_host()
     if names_old_library():
         unavailable("this host names libkeepalive.so in /etc")
     with cleanup():
-        result = dpkg_install(deb)
-        assert result.returncode == 0, result.stderr
-        assert NOTICE not in result.stderr
+        result = dpkg_install(debs)
+        assert result.returncode == 0, result.stdout
+        assert NOTICE not in result.stdout
 
 
-def test_upgrade_from_libkeepalive_0_3(deb: Path, probe: str, tmp_path: Path) -> None:
+def test_upgrade_from_libkeepalive_0_3(debs: list[Path], probe: str, tmp_path: Path) -> None:
     require_clean_host()
     with cleanup():
         got = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
@@ -160,15 +166,17 @@ def test_upgrade_from_libkeepalive_0_3(deb: Path, probe: str, tmp_path: Path) ->
                         "[Service]\nEnvironment=LD_PRELOAD=libkeepalive.so\n"
                         "ExecStart=/bin/true\n")
         before = UNIT.read_bytes()
-        result = dpkg_install(deb)
-        assert result.returncode == 0, result.stderr
-        assert f"keepalive-preload: {UNIT} {NOTICE}." in result.stderr
+        result = dpkg_install(debs)
+        assert result.returncode == 0, result.stdout
+        notice = result.stdout.index(f"libkeepalive-preload: {UNIT} {NOTICE}.")
+        # On screen before libkeepalive0's file is replaced.
+        assert notice < result.stdout.index("Unpacking libkeepalive-preload")
         for words in ("libkeepalive_socket.so", "TCP_KEEPIDLE=0", "TCP_KEEPINTVL=0",
                       "TCP_KEEPCNT=0", "outbound connections only", "NEWS.Debian"):
-            assert words in result.stderr
+            assert words in result.stdout
         assert UNIT.read_bytes() == before  # the administrator's file is untouched
         assert not CONFIG.exists()  # installing creates no configuration
-        assert installed("keepalive-preload")
+        assert all(installed(name) for name in PACKAGES)
         assert not installed("libkeepalive0")  # replaced
 
         # What the notice warns about: the same name is now client-only, with our timers.
@@ -185,7 +193,7 @@ def test_upgrade_from_libkeepalive_0_3(deb: Path, probe: str, tmp_path: Path) ->
         assert server(probe, "libkeepalive_socket.so", KEEPALIVE_CONFIG=str(conf)) == old_server
 
         # NEWS.Debian is installed, compressed as Debian wants it.
-        news = subprocess.run(["zcat", "/usr/share/doc/keepalive-preload/NEWS.Debian.gz"],
+        news = subprocess.run(["zcat", "/usr/share/doc/libkeepalive-preload/NEWS.Debian.gz"],
                               capture_output=True, text=True, timeout=TIMEOUT, check=True)
-        assert news.stdout.startswith("keepalive-preload (")
+        assert news.stdout.startswith("libkeepalive-preload (")
         assert "libkeepalive_socket.so" in news.stdout

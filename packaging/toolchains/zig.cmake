@@ -5,8 +5,8 @@
 #         -DKEEPALIVE_ZIG_TARGET=x86_64-linux-gnu.2.17 ...
 #
 # KEEPALIVE_ZIG_TARGET is a zig target triple; packaging/targets.py lists the
-# release targets. The zig executable is $ZIG, else `zig` on PATH, else the
-# one the ziglang package of `python3` ships.
+# release targets. The zig executable is -DZIG=..., else what
+# `python3 packaging/targets.py zig` finds: $ZIG, the ziglang package, `zig` on PATH.
 
 if(NOT KEEPALIVE_ZIG_TARGET)
   message(FATAL_ERROR "zig.cmake: set KEEPALIVE_ZIG_TARGET to a zig target triple, "
@@ -16,18 +16,13 @@ set(CMAKE_SYSTEM_NAME Linux)
 string(REGEX MATCH "^[^-]+" CMAKE_SYSTEM_PROCESSOR "${KEEPALIVE_ZIG_TARGET}")
 
 if(NOT ZIG)
-  if(DEFINED ENV{ZIG})
-    set(ZIG "$ENV{ZIG}")
-  else()
-    find_program(ZIG zig)
-  endif()
-  if(NOT ZIG)
-    execute_process(
-      COMMAND python3 -c "import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), 'zig'))"
-      OUTPUT_VARIABLE ZIG OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE found ERROR_QUIET)
-    if(NOT found EQUAL 0)
-      message(FATAL_ERROR "zig not found: pip install -r packaging/requirements-release.txt, or set ZIG")
-    endif()
+  # One way to find zig, for the build scripts and the tests too: targets.zig().
+  execute_process(
+    COMMAND python3 "${CMAKE_CURRENT_LIST_DIR}/../targets.py" zig
+    OUTPUT_VARIABLE ZIG OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE found
+    ERROR_VARIABLE why ERROR_STRIP_TRAILING_WHITESPACE)
+  if(NOT found EQUAL 0)
+    message(FATAL_ERROR "zig.cmake: ${why}")
   endif()
 endif()
 set(ZIG "${ZIG}" CACHE FILEPATH "zig executable" FORCE)

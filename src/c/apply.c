@@ -1,4 +1,5 @@
-/* apply.c - set the configured options on one socket. */
+/* apply.c - set the configured options on one socket at the interposed
+ * call, following the precedence rule (keepalive.h, kp_apply). */
 #include "keepalive.h"
 
 #include <errno.h>
@@ -7,137 +8,150 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-struct kp_sockopt {
-    const char *name;
-    int optname;
-    unsigned where;
-    bool ruled; /* the precedence rule covers it (options.def: KP_RULED) */
-};
-
-static const struct kp_sockopt kp_sockopts[KP_OPTION_COUNT] = {
-#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, rule, \
-                  live, bpf_at, bpf_since, help)                                              \
-    [KP_##id] = {#optname, optname, where, rule},
-#include "options.def"
-#undef KP_OPTION
-};
-
-/* Errors with which a TCP-level option is refused by a socket that is not
- * TCP (UDP: ENOPROTOOPT; AF_UNIX: EOPNOTSUPP) or is no socket at all. */
-static bool kp_not_tcp(int err)
-{
-    return err == ENOPROTOOPT || err == EOPNOTSUPP || err == EBADF || err == ENOTSOCK;
-}
-
 bool kp_is_tcp(int fd)
 {
     int saved_errno = errno;
     int protocol = 0;
     socklen_t len = sizeof protocol;
     bool tcp = getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 &&
-               protocol == IPPROTO_TCP;
+               (protocol == IPPROTO_TCP || protocol == KP_IPPROTO_MPTCP);
     errno = saved_errno;
     return tcp;
 }
 
-int kp_ruled_option(int level, int optname)
+/* Whether this variant sets option i at all. */
+static bool kp_wanted(const struct kp_config *config, int i)
 {
-    if (level == SOL_SOCKET)
-        return optname == SO_KEEPALIVE ? KP_OPTION_COUNT : -1;
-    if (level != IPPROTO_TCP)
-        return -1;
+    return config->value[i] != 0 && (kp_options[i].where & kp_variant.where) != 0;
+}
+
+/* An option that means something only before the connection exists. */
+static bool kp_early(int i)
+{
+    return (kp_options[i].live & KP_LIVE(CONNECTED)) == 0;
+}
+
+bool kp_has_early(const struct kp_config *config)
+{
     for (int i = 0; i < KP_OPTION_COUNT; i++)
-        if (kp_sockopts[i].ruled && kp_sockopts[i].optname == optname)
-            return i;
-    return -1;
+        if (kp_wanted(config, i) && kp_early(i))
+            return true;
+    return false;
 }
 
-/* Append " NAME=VALUE" to the debug text done[used..]. */
-static void kp_note(char *done, size_t size, size_t *used, const char *name, int value)
+static bool kp_timer(int i)
 {
-    int n = snprintf(done + *used, size - *used, " %s=%d", name, value);
-    if (n > 0 && (size_t)n < size - *used)
-        *used += (size_t)n;
+    return i == KP_KEEPIDLE || i == KP_KEEPINTVL || i == KP_KEEPCNT;
 }
 
-/* Debug output for a socket whose keepalive the program chose itself: the
- * values read back from the socket, so the line says what it really has. */
-static void kp_log_kept(int fd, const char *done)
+/* Debug text: " NAME=VALUE" appended to a fixed buffer. */
+struct kp_text {
+    char buf[200];
+    size_t used;
+};
+
+static void kp_note(struct kp_text *t, const char *name, int value)
 {
-    char kept[160];
-    size_t used = 0;
-    kept[0] = '\0';
+    int n = snprintf(t->buf + t->used, sizeof t->buf - t->used, " %s=%d", name, value);
+    if (n > 0 && (size_t)n < sizeof t->buf - t->used)
+        t->used += (size_t)n;
+}
+
+/* Which of the ruled options the program already set on fd (before the
+ * interposed call): read only when the program ever set one itself (else it
+ * set none, and nothing needs reading). A value counts as the program's
+ * when it is neither a fresh socket's nor ours (ours: set by an earlier
+ * call of ours, e.g. a repeated connect). Returns false when fd is surely
+ * not TCP (the first TCP-level read says so). */
+static void kp_look(int fd, const struct kp_config *config, int *now, bool *theirs)
+{
+    int fresh[KP_OPTION_COUNT];
+    kp_fresh_values(fresh);
     for (int i = 0; i < KP_OPTION_COUNT; i++) {
-        int value = 0;
-        socklen_t len = sizeof value;
-        if (kp_sockopts[i].ruled &&
-            getsockopt(fd, IPPROTO_TCP, kp_sockopts[i].optname, &value, &len) == 0)
-            kp_note(kept, sizeof kept, &used, kp_sockopts[i].name, value);
+        if (!kp_options[i].ruled || !(kp_wanted(config, i) || (config->derive && kp_timer(i))))
+            continue;
+        socklen_t len = sizeof now[i];
+        if (getsockopt(fd, IPPROTO_TCP, kp_options[i].optname, &now[i], &len) != 0)
+            continue; /* refused (MPTCP): counts as not set */
+        theirs[i] = now[i] != fresh[i] && now[i] != config->value[i];
     }
-    kp_log("fd %d: kept the program's SO_KEEPALIVE=1%s%s%s", fd, kept,
-           done[0] != '\0' ? "; set" : "", done);
 }
 
-void kp_apply(int fd, bool fresh)
+/* The options that matter only before connect(2): TCP_SYNCNT, TCP_MAXSEG.
+ * The first one refused as "not TCP" ends it. */
+static void kp_apply_early(int fd, const struct kp_config *config)
+{
+    struct kp_text done = {.used = 0};
+    done.buf[0] = '\0';
+    for (int i = 0; i < KP_OPTION_COUNT; i++) {
+        int value = config->value[i];
+        if (!kp_wanted(config, i) || !kp_early(i))
+            continue;
+        if (kp_setsockopt(fd, IPPROTO_TCP, kp_options[i].optname, &value, sizeof value) == 0)
+            kp_note(&done, kp_options[i].variable, value);
+        else if (errno == ENOPROTOOPT || errno == EOPNOTSUPP || errno == EBADF ||
+                 errno == ENOTSOCK)
+            break; /* not TCP, or MPTCP refusing it: quietly */
+        else if (config->debug)
+            kp_log("fd %d: setsockopt %s=%d: %m", fd, kp_options[i].variable, value);
+    }
+    if (config->debug && done.used > 0)
+        kp_log("fd %d: before connect: ours:%s", fd, done.buf);
+}
+
+void kp_apply(int fd, enum kp_when when)
 {
     struct kp_config scratch;
     const struct kp_config *config = kp_config(&scratch);
     if (!config->enabled)
         return;
-
     int saved_errno = errno;
-    char done[256];
-    size_t used = 0;
-    done[0] = '\0';
-    bool tested = fresh;
-
-    /* KEEPALIVE=on: did the program turn keepalive on itself? Then its
-     * keepalive options stay as it chose them. */
-    bool kept = false;
-    if (!fresh && !config->force) {
-        int on = 0;
-        socklen_t len = sizeof on;
-        if (getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, &len) != 0) {
-            errno = saved_errno; /* not a socket at all */
-            return;
-        }
-        kept = on != 0;
+    if (when == KP_EARLY) {
+        kp_apply_early(fd, config);
+        errno = saved_errno;
+        return;
     }
+    if (when != KP_FRESH && !kp_is_tcp(fd))
+        return;
 
+    int now[KP_OPTION_COUNT] = {0};
+    bool theirs[KP_OPTION_COUNT] = {false};
+    if (!config->force && when != KP_FRESH && kp_program_set_options())
+        kp_look(fd, config, now, theirs);
+    /* The timers the socket ends up with: the program's where it set them. */
+    int timer[KP_OPTION_COUNT] = {0};
+    for (int i = 0; i < KP_OPTION_COUNT; i++)
+        timer[i] = theirs[i] ? now[i] : config->value[i];
+    int derived = kp_derive(timer[KP_KEEPIDLE], timer[KP_KEEPINTVL], timer[KP_KEEPCNT]);
+    if (config->derive && now[KP_USER_TIMEOUT] == derived)
+        theirs[KP_USER_TIMEOUT] = false; /* ours, from an earlier call */
+
+    struct kp_text ours = {.used = 0}, program = {.used = 0};
+    ours.buf[0] = program.buf[0] = '\0';
     for (int i = 0; i < KP_OPTION_COUNT; i++) {
-        const struct kp_sockopt *o = &kp_sockopts[i];
-        int value = config->value[i];
-        if (value == 0 || !(o->where & kp_variant.where) || (kept && kp_sockopts[i].ruled))
+        const struct kp_option_spec *o = &kp_options[i];
+        if (!kp_wanted(config, i) || (when == KP_CONNECTED && kp_early(i)))
             continue;
-        if (kp_setsockopt(fd, IPPROTO_TCP, o->optname, &value, sizeof value) == 0) {
-            kp_note(done, sizeof done, &used, o->name, value);
-        } else if (!tested && kp_not_tcp(errno)) {
-            errno = saved_errno;
-            return;
-        } else if (config->debug) {
-            kp_log("fd %d: setsockopt %s=%d: %m", fd, o->name, value);
+        if (o->ruled && theirs[i]) {
+            kp_note(&program, o->variable, now[i]);
+            continue;
         }
-        tested = true;
+        int value = i == KP_USER_TIMEOUT && config->derive ? derived : config->value[i];
+        if (value == 0)
+            continue;
+        if (kp_setsockopt(fd, IPPROTO_TCP, o->optname, &value, sizeof value) == 0)
+            kp_note(&ours, o->variable, value);
+        else if (errno != ENOPROTOOPT && errno != EOPNOTSUPP && config->debug)
+            /* ENOPROTOOPT, EOPNOTSUPP: MPTCP refusing an option, skipped quietly */
+            kp_log("fd %d: setsockopt %s=%d: %m", fd, o->variable, value);
     }
-    if (kept) {
-        if (config->debug && (tested || kp_is_tcp(fd)))
-            kp_log_kept(fd, done);
-        errno = saved_errno;
-        return;
-    }
-    if (!tested && !kp_is_tcp(fd)) {
-        errno = saved_errno;
-        return;
-    }
-
     int on = 1;
-    if (kp_setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0) {
-        if (config->debug)
-            kp_log("fd %d: SO_KEEPALIVE=1%s", fd, done);
-    } else if (config->debug) {
+    if (kp_setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0)
+        kp_note(&ours, "SO_KEEPALIVE", 1);
+    else if (config->debug)
         kp_log("fd %d: setsockopt SO_KEEPALIVE=1: %m", fd);
-        if (used > 0)
-            kp_log("fd %d:%s", fd, done);
-    }
+    if (config->debug)
+        kp_log("fd %d: ours:%s%s%s", fd, ours.used > 0 ? ours.buf : " none",
+               program.used > 0 ? "; the program's:" : "", program.buf);
     errno = saved_errno;
 }

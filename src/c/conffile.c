@@ -5,8 +5,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,21 +19,31 @@ static bool kp_blank(char c)
     return c == ' ' || c == '\t' || c == '\r';
 }
 
-/* The basename of the running executable, from /proc/self/exe, looked up
- * only when a KEEPALIVE_EXCLUDE line needs it, once per file. */
+/* The basename of the running executable, from /proc/self/exe (any path
+ * length the kernel gives: at most PATH_MAX), or AT_EXECFN's when that
+ * cannot be read; looked up only when a KEEPALIVE_EXCLUDE line needs it,
+ * once per file. */
 static const char *kp_executable(struct kp_conffile_state *state)
 {
-    if (state->exe_known == 0) {
-        int saved_errno = errno;
-        char target[sizeof state->exe];
-        ssize_t n = readlink("/proc/self/exe", target, sizeof target - 1);
-        errno = saved_errno;
-        state->exe_known = -1;
-        if (n > 0) {
-            target[n] = '\0';
-            const char *base = strrchr(target, '/');
-            base = base != NULL ? base + 1 : target;
-            size_t len = strlen(base);
+    if (state->exe_known != 0)
+        return state->exe_known == 1 ? state->exe : NULL;
+    int saved_errno = errno;
+    char target[PATH_MAX + 1];
+    ssize_t n = readlink("/proc/self/exe", target, sizeof target);
+    errno = saved_errno;
+    const char *path = NULL;
+    if (n > 0 && (size_t)n < sizeof target) {
+        target[n] = '\0';
+        path = target;
+    } else {
+        path = (const char *)getauxval(AT_EXECFN);
+    }
+    state->exe_known = -1;
+    if (path != NULL) {
+        const char *base = strrchr(path, '/');
+        base = base != NULL ? base + 1 : path;
+        size_t len = strlen(base);
+        if (len > 0 && len < sizeof state->exe) {
             memcpy(state->exe, base, len + 1);
             state->exe_known = 1;
         }
@@ -77,10 +89,20 @@ static bool kp_copy(char *out, size_t size, const char *text, size_t len)
     return true;
 }
 
-static void kp_warn(const struct kp_origin *origin, bool warn, const char *what)
+/* One warning about the line at `origin`, the path escaped. */
+static void kp_line_warn(const struct kp_origin *origin, bool warn, const char *what,
+                         const char *name)
 {
-    if (warn)
-        kp_log("%s:%u: %s; line skipped", origin->path, origin->line, what);
+    if (!warn)
+        return;
+    char path[200];
+    kp_escape(path, sizeof path, origin->path, strlen(origin->path));
+    char shown[80];
+    shown[0] = '\0';
+    if (name != NULL)
+        kp_escape(shown, sizeof shown, name, strlen(name));
+    kp_warn("%s:%u: %s%s%s; line skipped", path, origin->line, what, name != NULL ? " " : "",
+            shown);
 }
 
 void kp_conffile_line(struct kp_config *config, struct kp_conffile_state *state,
@@ -97,7 +119,7 @@ void kp_conffile_line(struct kp_config *config, struct kp_conffile_state *state,
         return;
     const char *eq = memchr(line, '=', len);
     if (eq == NULL) {
-        kp_warn(origin, warn, "expected NAME=VALUE");
+        kp_line_warn(origin, warn, "expected NAME=VALUE", NULL);
         return;
     }
     size_t name_len = (size_t)(eq - line);
@@ -112,29 +134,33 @@ void kp_conffile_line(struct kp_config *config, struct kp_conffile_state *state,
 
     char name[32];
     if (name_len == 0) {
-        kp_warn(origin, warn, "expected NAME=VALUE");
+        kp_line_warn(origin, warn, "expected NAME=VALUE", NULL);
         return;
     }
     if (!kp_copy(name, sizeof name, line, name_len)) {
-        kp_warn(origin, warn, "unknown name");
+        char shown[80];
+        kp_escape(shown, sizeof shown, line, name_len);
+        kp_line_warn(origin, warn, "unknown name", shown);
         return;
     }
     if (strcmp(name, "KEEPALIVE_EXCLUDE") == 0) {
         if (memchr(text, '\0', text_len) != NULL)
-            kp_warn(origin, warn, "a NUL byte in KEEPALIVE_EXCLUDE");
+            kp_line_warn(origin, warn, "a NUL byte in KEEPALIVE_EXCLUDE", NULL);
         else if (kp_excludes(state, text, text_len, program))
             state->excluded = true;
         return;
     }
     if (strcmp(name, "KEEPALIVE_CONFIG") == 0) {
-        kp_warn(origin, warn, "KEEPALIVE_CONFIG is read from the environment only");
+        kp_line_warn(origin, warn, "KEEPALIVE_CONFIG is read from the environment only", NULL);
+        return;
+    }
+    if (!kp_config_knows(name)) {
+        kp_line_warn(origin, warn, "unknown name", name);
         return;
     }
     char value[64];
     if (!kp_copy(value, sizeof value, text, text_len)) {
-        if (warn)
-            kp_log("%s:%u: ignoring %s: the value is too long or holds a NUL byte", origin->path,
-                   origin->line, name);
+        kp_line_warn(origin, warn, "the value is too long or holds a NUL byte for", name);
         return;
     }
     /* The TCP_* name wins over its alias, whichever line comes first. */
@@ -145,8 +171,7 @@ void kp_conffile_line(struct kp_config *config, struct kp_conffile_state *state,
         if (strcmp(name, kp_option_name(i)) == 0)
             state->named[i] = true;
     }
-    if (!kp_config_set(config, name, value, origin, warn) && warn)
-        kp_log("%s:%u: unknown name %s; line skipped", origin->path, origin->line, name);
+    kp_config_set(config, name, value, origin, warn);
 }
 
 /* Whether the open file may be trusted; warns (once) about why not. */
@@ -164,8 +189,11 @@ static bool kp_trusted(int fd, const char *path, unsigned owner, bool warn)
         why = "writable by group or others";
     else if (st.st_size > KP_CONFFILE_MAX)
         why = "larger than 65536 bytes";
-    if (why != NULL && warn)
-        kp_log("ignoring the configuration file %s: %s", path, why);
+    if (why != NULL && warn) {
+        char shown[200];
+        kp_escape(shown, sizeof shown, path, strlen(path));
+        kp_warn("ignoring the configuration file %s: %s", shown, why);
+    }
     return why == NULL;
 }
 
@@ -177,8 +205,11 @@ void kp_conffile_read(struct kp_config *config, const char *path, unsigned owner
     if (fd < 0) {
         /* The default file: absent or unreadable for this user is silence. */
         bool quiet = missing_ok && (errno == ENOENT || errno == ENOTDIR || errno == EACCES);
-        if (warn && !quiet)
-            kp_log("cannot read the configuration file %s: %m", path);
+        if (warn && !quiet) {
+            char shown[200];
+            kp_escape(shown, sizeof shown, path, strlen(path));
+            kp_warn("cannot read the configuration file %s: %m", shown);
+        }
         errno = saved_errno;
         return;
     }
@@ -200,14 +231,14 @@ void kp_conffile_read(struct kp_config *config, const char *path, unsigned owner
         ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && warn)
-            kp_log("cannot read the configuration file %s: %m", path);
+        if (n < 0)
+            kp_line_warn(&origin, warn, "cannot read the configuration file here", NULL);
         if (n <= 0)
             break;
         total += (size_t)n;
         if (total > KP_CONFFILE_MAX) {
-            if (warn)
-                kp_log("%s: larger than 65536 bytes; the rest is ignored", path);
+            kp_line_warn(&origin, warn, "the file grew past 65536 bytes: the rest is ignored",
+                         NULL);
             break;
         }
         for (ssize_t k = 0; k < n; k++) {
@@ -220,7 +251,7 @@ void kp_conffile_read(struct kp_config *config, const char *path, unsigned owner
                 continue;
             }
             if (overlong)
-                kp_warn(&origin, warn, "line longer than 512 bytes");
+                kp_line_warn(&origin, warn, "line longer than 512 bytes", NULL);
             else
                 kp_conffile_line(config, &state, line, used, &origin, program, warn);
             origin.line++;
@@ -229,7 +260,7 @@ void kp_conffile_read(struct kp_config *config, const char *path, unsigned owner
         }
     }
     if (overlong)
-        kp_warn(&origin, warn, "line longer than 512 bytes");
+        kp_line_warn(&origin, warn, "line longer than 512 bytes", NULL);
     else if (used > 0)
         kp_conffile_line(config, &state, line, used, &origin, program, warn);
     close(fd);

@@ -1,163 +1,32 @@
-/* config.c - the configuration: built-in defaults, then the configuration
- * file, then the environment; read once at load. */
+/* config.c - the configuration, read once at load: built-in defaults, then
+ * the configuration file, then the environment. */
 #include "keepalive.h"
-#include "parse.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <stdio.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
-
-struct kp_spec {
-    const char *variable;
-    const char *alias;
-    long min;
-    long max;
-    long special;
-    int fallback;
-};
-
-static const struct kp_spec kp_specs[KP_OPTION_COUNT] = {
-#define KP_OPTION(id, name, variable, alias, min, max, special, dflt, unit, optname, where, rule, \
-                  live, bpf_at, bpf_since, help)                                              \
-    [KP_##id] = {variable, alias, min, max, special, dflt},
-#include "options.def"
-#undef KP_OPTION
-};
-
-/* Derive TCP_USER_TIMEOUT from the keepalive timers, as msantos/libkeepalive
- * does: with the defaults (15 + 15 * 9) s = 150000 ms. Computed in long long
- * and saturated, so 32767 + 32767 * 127 s does not overflow an int. */
-static int kp_derive_user_timeout(const int *value)
-{
-    long long idle = value[KP_KEEPIDLE];
-    long long intvl = value[KP_KEEPINTVL];
-    long long cnt = value[KP_KEEPCNT];
-    if (idle == 0 || intvl == 0 || cnt == 0)
-        return 0;
-    long long ms = (idle + intvl * cnt) * 1000;
-    return ms > INT_MAX ? INT_MAX : (int)ms;
-}
-
-/* A copy of `text` fit for one line of a message: control characters and
- * bytes outside ASCII become '?', and a long value is cut with "...". */
-static void kp_printable(char *out, size_t size, const char *text)
-{
-    size_t n = 0;
-    for (; text[n] != '\0' && n + 4 < size; n++) {
-        unsigned char c = (unsigned char)text[n];
-        out[n] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    if (text[n] != '\0') {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-}
-
-/* "PATH:LINE: " for a value from a file, "" for the environment. */
-static void kp_where(char *out, size_t size, const struct kp_origin *origin)
-{
-    out[0] = '\0';
-    if (origin != NULL && origin->path != NULL) {
-        char path[200];
-        kp_printable(path, sizeof path, origin->path);
-        snprintf(out, size, "%s:%u: ", path, origin->line);
-    }
-}
-
-const char *kp_option_name(int i)
-{
-    return i >= 0 && i < KP_OPTION_COUNT ? kp_specs[i].variable : "SO_KEEPALIVE";
-}
-
-const char *kp_option_alias(int i)
-{
-    return i >= 0 && i < KP_OPTION_COUNT ? kp_specs[i].alias : NULL;
-}
-
-void kp_config_defaults(struct kp_config *config)
-{
-    config->enabled = true;
-    config->force = false;
-    config->debug = false;
-    for (int i = 0; i < KP_OPTION_COUNT; i++)
-        config->value[i] = kp_specs[i].fallback;
-}
-
-bool kp_config_set(struct kp_config *config, const char *name, const char *value,
-                   const struct kp_origin *origin, bool warn)
-{
-    char where[256];
-    char shown[68];
-    if (strcmp(name, "KEEPALIVE") == 0) {
-        enum kp_mode mode;
-        if (kp_parse_mode(value, &mode)) {
-            config->enabled = mode != KP_MODE_OFF;
-            config->force = mode == KP_MODE_FORCE;
-        } else if (warn) {
-            kp_where(where, sizeof where, origin);
-            kp_printable(shown, sizeof shown, value);
-            kp_log("%signoring KEEPALIVE='%s': expected 'on', 'off' or 'force'; keepalive stays %s",
-                   where, shown, !config->enabled ? "off" : config->force ? "forced" : "on");
-        }
-        return true;
-    }
-    if (strcmp(name, "LIBKEEPALIVE_DEBUG") == 0) {
-        config->debug = true;
-        return true;
-    }
-    for (int i = 0; i < KP_OPTION_COUNT; i++) {
-        const struct kp_spec *s = &kp_specs[i];
-        if (strcmp(name, s->variable) != 0 && (s->alias == NULL || strcmp(name, s->alias) != 0))
-            continue;
-        if (kp_parse_int(value, s->min, s->max, s->special, &config->value[i]) || !warn)
-            return true;
-        kp_where(where, sizeof where, origin);
-        kp_printable(shown, sizeof shown, value);
-        const char *specials = s->special == KP_DERIVE ? "-1 (derive), 0 (system default)"
-                                                       : "0 (system default)";
-        kp_log("%signoring %s='%s': expected %s or a whole number in %ld..%ld; using %d", where,
-               name, shown, specials, s->min, s->max, config->value[i]);
-        return true;
-    }
-    return false;
-}
-
-void kp_config_apply(struct kp_config *config, kp_getter get, void *context, bool warn)
-{
-    static const char *const names[] = {"KEEPALIVE", "LIBKEEPALIVE_DEBUG"};
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
-        const char *value = get(context, names[k]);
-        if (value != NULL)
-            kp_config_set(config, names[k], value, NULL, warn);
-    }
-    for (int i = 0; i < KP_OPTION_COUNT; i++) {
-        const char *name = kp_specs[i].variable;
-        const char *value = get(context, name);
-        if (value == NULL && kp_specs[i].alias != NULL) {
-            name = kp_specs[i].alias;
-            value = get(context, name);
-        }
-        if (value != NULL)
-            kp_config_set(config, name, value, NULL, warn);
-    }
-}
-
-void kp_config_finish(struct kp_config *config)
-{
-    if (config->value[KP_USER_TIMEOUT] == KP_DERIVE)
-        config->value[KP_USER_TIMEOUT] = kp_derive_user_timeout(config->value);
-}
 
 static const char *kp_environment(void *context, const char *name)
 {
     (void)context;
     return secure_getenv(name);
+}
+
+/* With LIBKEEPALIVE_DEBUG, after any warnings: the one line that says what
+ * this process configured (`keepalive_preload.hostconfig` reads it; one
+ * parser of the file, this one). TCP_USER_TIMEOUT is -1 when derived. */
+static void kp_config_report(const struct kp_config *config)
+{
+    char line[400];
+    int used = snprintf(line, sizeof line, "configuration: KEEPALIVE=%s",
+                        !config->enabled ? "off" : config->force ? "force" : "on");
+    for (int i = 0; i < KP_OPTION_COUNT && used > 0 && (size_t)used < sizeof line; i++)
+        used += snprintf(line + used, sizeof line - (size_t)used, " %s=%d",
+                         kp_option_name(i), config->value[i]);
+    kp_log("%s", line);
 }
 
 /*
@@ -191,6 +60,10 @@ static void kp_config_read(struct kp_config *config, bool warn)
         kp_config_apply(config, kp_environment, NULL, warn);
     if (secure)
         config->debug = false;
+    if (warn)
+        kp_warn_summary();
+    if (warn && config->debug)
+        kp_config_report(config);
     kp_config_finish(config);
 }
 

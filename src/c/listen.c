@@ -12,6 +12,6 @@ __attribute__((visibility("default"))) int listen(int fd, int backlog)
     kp_listen_fn real = (kp_listen_fn)kp_real();
     if (real == NULL)
         return -1; /* ENOSYS */
-    kp_apply(fd, false);
+    kp_apply(fd, KP_LISTENING);
     return real(fd, backlog);
 }

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -110,4 +111,9 @@ int kp_setsockopt(int fd, int level, int optname, const void *value, socklen_t l
     if (real == NULL)
         return -1; /* ENOSYS */
     return real(fd, level, optname, value, len);
+}
+
+int kp_raw_tcp_socket(void)
+{
+    return (int)syscall(SYS_socket, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
 }

@@ -8,12 +8,12 @@
 
 typedef int (*kp_socket_fn)(int, int, int);
 
-/* TCP is told from the arguments alone: no extra system call. */
+/* TCP (or MPTCP) is told from the arguments alone: no extra system call. */
 static bool kp_tcp_arguments(int domain, int type, int protocol)
 {
     return (domain == AF_INET || domain == AF_INET6) &&
            (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM &&
-           (protocol == 0 || protocol == IPPROTO_TCP);
+           (protocol == 0 || protocol == IPPROTO_TCP || protocol == KP_IPPROTO_MPTCP);
 }
 
 __attribute__((visibility("default"))) int socket(int domain, int type, int protocol)
@@ -23,6 +23,6 @@ __attribute__((visibility("default"))) int socket(int domain, int type, int prot
         return -1; /* ENOSYS */
     int fd = real(domain, type, protocol);
     if (fd >= 0 && kp_tcp_arguments(domain, type, protocol))
-        kp_apply(fd, true);
+        kp_apply(fd, KP_FRESH);
     return fd;
 }

@@ -3,6 +3,8 @@
  * its return value, errno, and the options read back with getsockopt.
  *
  *   probe connect4 PORT [nonblock]   TCP connect to 127.0.0.1:PORT
+ *   probe connect4 PORT poll         non-blocking, then connect() again until it
+ *                                    returns 0, and once more (EISCONN)
  *   probe connect6 PORT              TCP connect to [::1]:PORT
  *   probe udp PORT                   UDP connect to 127.0.0.1:PORT
  *   probe unix PATH                  AF_UNIX stream connect to PATH
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <poll.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -67,6 +70,23 @@ static socklen_t loopback(int family, int port, struct sockaddr_storage *ss)
     a->sin_port = htons((unsigned short)port);
     a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     return sizeof *a;
+}
+
+/* A program polling a non-blocking connect with connect() itself. */
+static int do_poll_connect(int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = loopback(AF_INET, port, &ss);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int ret = connect(fd, (struct sockaddr *)&ss, len);
+    for (int i = 0; i < 100 && ret != 0 && (errno == EINPROGRESS || errno == EALREADY); i++) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        poll(&p, 1, 100);
+        ret = connect(fd, (struct sockaddr *)&ss, len);
+    }
+    int again = connect(fd, (struct sockaddr *)&ss, len);
+    report("connect", ret, again == 0 ? 0 : errno, fd, 1);
+    return 0;
 }
 
 static int do_connect(int family, int type, int port)
@@ -124,6 +144,8 @@ int main(int argc, char **argv)
     const char *action = argv[arg++];
     int port = arg < argc ? atoi(argv[arg]) : 0;
 
+    if (strcmp(action, "connect4") == 0 && arg + 1 < argc && strcmp(argv[arg + 1], "poll") == 0)
+        return do_poll_connect(port);
     if (strcmp(action, "connect4") == 0) {
         int nonblock = arg + 1 < argc && strcmp(argv[arg + 1], "nonblock") == 0;
         return do_connect(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), port);

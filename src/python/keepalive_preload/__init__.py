@@ -20,11 +20,22 @@ if TYPE_CHECKING:
 
 __all__ = ["LIBRARIES", "VARIANTS", "__version__", "environ", "path"]
 
-_LIB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
+try:
+    # The system packages' copy (keepalive-preload .deb/.rpm): the libraries
+    # of libkeepalive-preload, /usr/lib or /usr/lib64 (packaging/build_packages.py
+    # writes _paths.py there; a wheel has none).
+    from ._paths import LIB_DIR as _LIB_DIR
+    from ._paths import REINSTALL as _REINSTALL
+except ImportError:
+    # A wheel: the libraries beside the package.
+    _LIB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
+    _REINSTALL = ("pip install --force-reinstall with the wheel it came from (built by "
+                  "packaging/build-all into dist/), or from a source tree: pip install .")
 
 
 def path(variant: str = "connect") -> str:
-    """Return the absolute path of the bundled library for ``variant``.
+    """Return the absolute path of the library for ``variant``: the wheel's
+    own copy, or with the system packages the one in the library directory.
 
     ``variant`` is one of ``VARIANTS`` (the interposed call: ``"connect"``,
     ``"listen"``, ``"socket"``) or the command line's word for it
@@ -38,7 +49,7 @@ def path(variant: str = "connect") -> str:
         raise FileNotFoundError(
             errno.ENOENT,
             f"{library} is missing: this keepalive-preload installation is broken; "
-            "reinstall it with: pip install --force-reinstall keepalive-preload",
+            f"reinstall it: {_REINSTALL}",
             library,
         )
     return library
@@ -66,20 +77,18 @@ def _preload(current: str, library: str) -> str:
 def environ(
     variant: str = "connect",
     *,
-    idle: int | None = None,
-    interval: int | None = None,
-    count: int | None = None,
-    user_timeout: int | None = None,
-    syn_count: int | None = None,
-    defer_accept: int | None = None,
-    maxseg: int | None = None,
-    window_clamp: int | None = None,
     debug: bool = False,
     force: bool = False,
     base: Mapping[str, str] | None = None,
+    **options: int | None,
 ) -> dict[str, str]:
-    given = locals()
-    values = {o.name: given[o.name] for o in OPTIONS}
+    # The options are the table's rows (idle=, interval=, ...: see the
+    # docstring), taken by name so that a row added to the table is accepted
+    # here without another edit.
+    for name in options:
+        if name not in BY_NAME:
+            raise TypeError(f"environ() got an unexpected keyword argument {name!r}")
+    values = {o.name: options.get(o.name) for o in OPTIONS}
     symbol = variant_name(variant)
     library = path(symbol)
     env = dict(os.environ if base is None else base)

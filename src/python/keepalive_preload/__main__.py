@@ -1,8 +1,6 @@
 """``python -m keepalive_preload``: the same as the ``keepalive-preload`` command."""
 
-import sys
-
-from ._cli import main
+from .cli import console
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

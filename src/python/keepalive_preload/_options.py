@@ -7,8 +7,6 @@ package, the command line and the tests' expectations share one table.
 
 from __future__ import annotations
 
-import re
-
 from . import _table
 
 #: The variants, by the name of the call each interposes.
@@ -20,9 +18,14 @@ WORDS = {row[0]: row[2] for row in _table.VARIANTS}
 #: What each variant reaches, in words.
 REACHES = {row[0]: row[3] for row in _table.VARIANTS}
 
-_WHOLE_NUMBER = re.compile(r"-?[0-9]+\Z")
 _METAVARS = {"seconds": "S", "ms": "MS", "probes": "N", "retries": "N", "bytes": "BYTES"}
 _SPECIAL_WORDS = {-1: "-1 (derive)", 0: "0 (system default)"}
+
+
+def _whole_number(text: str) -> bool:
+    """An optional "-" and ASCII decimal digits only, as the libraries parse."""
+    digits = text[1:] if text.startswith("-") else text
+    return digits.isascii() and digits.isdigit()
 
 
 def variant_name(name: str) -> str:
@@ -120,7 +123,7 @@ class Option:
     def parse(self, text: str) -> int:
         """Parse ``text`` as the libraries do: an optional '-' and decimal digits only;
         raise ``ValueError`` saying what is expected."""
-        if not _WHOLE_NUMBER.match(text) or not self.in_range(int(text)):
+        if not _whole_number(text) or not self.in_range(int(text)):
             raise ValueError(f"{text!r} is not valid; expected {self.allowed()} {self.unit}")
         return int(text)
 
