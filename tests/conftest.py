@@ -38,8 +38,15 @@ MODULE_MARKERS = {
     "test_source_build": ("slow",),
     "test_fuzz": ("slow",),
     "test_benchmark": ("slow",),
-    "test_dead_peer": ("slow",),
+    "test_dead_peer": ("slow", "kernel"),
     "test_secure_mode": ("root",),
+    # kernel: rerun on every kernel of the VM matrix (tests/vm/run, tests/vm/README.md)
+    "test_cgroup": ("kernel",),
+    "test_cgroup_kernels": ("kernel",),
+    "test_status": ("kernel",),
+    "test_apply": ("kernel",),
+    "test_options": ("kernel",),
+    "test_precedence": ("kernel",),
 }
 #: Markers that follow from the fixtures a test uses.
 FIXTURE_MARKERS = {
