@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,15 +29,20 @@ def build_wheel(sdist: Path, triple: str, outdir: Path, workdir: Path) -> Path:
     """Build the wheel for triple from sdist (or a source tree) into outdir."""
     target = TARGETS[triple]
     outdir.mkdir(parents=True, exist_ok=True)
-    before = set(outdir.glob("*.whl"))
     defines = [f"cmake.define.{name}={value}" for name, value in cmake_toolchain(triple).items()]
+    # Built into a directory of its own, then moved: the wheel is the one file
+    # there, also when outdir already holds one of the same name (a rebuild).
+    fresh = workdir / f"wheel-out-{triple}"
+    shutil.rmtree(fresh, ignore_errors=True)
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(outdir),
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(fresh),
          *(arg for define in defines for arg in ("-C", define)),
          "-C", f"wheel.tags=py3-none-{target.wheel_tag}",
          "-C", f"build-dir={workdir / ('wheel-' + triple)}", str(sdist)],
         check=True, env=zig_env())
-    (wheel,) = set(outdir.glob("*.whl")) - before
+    (built,) = fresh.glob("*.whl")
+    wheel = outdir / built.name
+    shutil.move(str(built), wheel)  # over an older build of the same name
     check_policy(wheel, target.policy)
     return wheel
 
