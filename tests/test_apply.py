@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from keepalive_preload.live.apply import apply_pids
 from live import (
     ECHO,
     as_nobody,
@@ -254,3 +255,16 @@ def test_several_pids_exit_1_if_one_fails() -> None:
         assert result.stderr == f"keepalive-preload: no process with PID {gone}\n"
         assert f"PID {client.pid} (" in result.stdout
         assert sock(status(client.pid)[0], outbound["fd"])["options"]["keepalive"] == 1
+
+
+def test_apply_pids_leaves_out_a_process_gone_when_asked() -> None:
+    """``cgroup attach --existing`` lists a cgroup's processes, which may exit
+    before they are read (at boot, udev workers do): with gone_ok such a
+    process is left out, not a failure; without it, it is an error report."""
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()
+    values = {"idle": 30}
+    (report,) = apply_pids([gone.pid], "socket", values, dry_run=True)
+    assert report.failed and report.command is None, report
+    assert str(gone.pid) in (report.error or ""), report
+    assert apply_pids([gone.pid], "socket", values, dry_run=True, gone_ok=True) == []

@@ -79,7 +79,8 @@ def test_cgroup_template() -> None:
     assert service["Service"]["Type"] == "oneshot"
     assert service["Service"]["RemainAfterExit"] == "yes"
     assert service["Service"]["ExecStart"] == f"{COMMAND} cgroup attach --existing %I"
-    assert service["Service"]["ExecStop"] == f"{COMMAND} cgroup detach %I"
+    assert service["Service"]["ExecStopPost"] == f"{COMMAND} cgroup detach %I"
+    assert "ExecStop" not in service["Service"]
     assert service["Install"]["WantedBy"] == "multi-user.target"
     assert "man:keepalive-preload(1)" in service["Unit"]["Documentation"]
 

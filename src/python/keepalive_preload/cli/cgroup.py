@@ -9,8 +9,6 @@ only on outbound connections), and what ``show`` prints.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import sys
 from dataclasses import dataclass
@@ -33,6 +31,8 @@ from ..cgroup.attach import (
     resolve,
 )
 from ..cgroup.program import NAME, SCOPE, SETTABLE, Flag, map_values
+from ..live.apply import apply_pids
+from ..live.show import format_apply
 from .args import (
     COMMANDS,
     FAILURE,
@@ -271,18 +271,19 @@ def _show_all(as_json: bool) -> None:
 
 def _existing(directory: str, chosen: Chosen, variant: str) -> int:
     """``--existing``: apply the values to the connections the cgroup's processes
-    hold now, reporting per process as apply does; the exit status."""
-    # keepalive_preload.live (the live helper's apply_pids and format_apply) is
-    # looked up by name until it is on main; from then on these are plain imports.
-    apply = importlib.import_module("keepalive_preload.live.apply")
-    show = importlib.import_module("keepalive_preload.live.show")
+    hold now, reporting per process as apply does; the exit status. A process
+    that exits before it is read is no failure: its connections went with it."""
     pids = processes(directory)
     if not pids:
         print(f"no process in {directory} or below it: nothing open to apply to")
         return OK
-    reports = apply.apply_pids(pids, variant, chosen.configured,
-                               force=bool(chosen.flags & Flag.FORCE))
-    print("\n".join(show.format_apply(report) for report in reports))
+    reports = apply_pids(pids, variant, chosen.configured,
+                         force=bool(chosen.flags & Flag.FORCE), gone_ok=True)
+    if reports:
+        print("\n".join(format_apply(report) for report in reports))
+    if len(reports) < len(pids):
+        print(f"({len(pids) - len(reports)} of the {len(pids)} processes exited before "
+              "their sockets were read)")
     return FAILURE if any(report.failed for report in reports) else OK
 
 
@@ -322,9 +323,6 @@ def _attach(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     chosen = _chosen(args, parser)
     for problem in chosen.problems:
         sys.stderr.write(f"{PROG}: warning: {problem}\n")
-    if args.existing and importlib.util.find_spec("keepalive_preload.live.show") is None:
-        raise CgroupError("--existing needs keepalive_preload.live.apply.apply_pids, which "
-                          "this build does not have yet")
     directory = resolve(args.cgroup)
     fields = map_values(chosen.flags, chosen.values)
     done = attach(directory, fields, _print_listing if args.debug else None)

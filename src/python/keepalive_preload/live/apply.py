@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .._options import OPTIONS, WORDS, effective
 from . import proc
-from .errors import LiveError
+from .errors import LiveError, NoSuchProcess, ZombieProcess
 from .pidfd import SOL_TCP, TCP_OPTIONS, Closed, Remote, read_options
 from .records import Applied, ApplyReport, Socket
 from .sockdiag import Tables
@@ -281,16 +281,23 @@ def apply(pid: int, variant: str, values: dict[str, int], force: bool = False,
 
 
 def apply_pids(pids: Sequence[int], variant: str, values: dict[str, int], force: bool = False,
-               dry_run: bool = False, debug: bool = False) -> list[ApplyReport]:
+               dry_run: bool = False, debug: bool = False,
+               gone_ok: bool = False) -> list[ApplyReport]:
     """``apply`` for each PID, sharing one read of each network namespace's
     table; a PID that cannot be changed at all is a report with ``command``
-    None and ``error`` (for ``cgroup attach --existing`` and the CLI)."""
+    None and ``error`` (for ``cgroup attach --existing`` and the CLI).
+    ``gone_ok``: a process that exits (or is a zombie) before it is read is
+    left out, not an error: its connections went with it (``--existing``
+    lists a cgroup's processes, which come and go, e.g. at boot)."""
     reader = Reader()
     reports = []
     with no_gc():
         for pid in pids:
             try:
                 reports.append(apply(pid, variant, values, force, dry_run, debug, reader))
+            except (NoSuchProcess, ZombieProcess) as exc:
+                if not gone_ok:
+                    reports.append(ApplyReport(pid, None, error=str(exc)))
             except LiveError as exc:
                 reports.append(ApplyReport(pid, None, error=str(exc)))
     return reports
