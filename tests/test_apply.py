@@ -265,6 +265,7 @@ def test_apply_pids_leaves_out_a_process_gone_when_asked() -> None:
     gone.wait()
     values = {"idle": 30}
     (report,) = apply_pids([gone.pid], "socket", values, dry_run=True)
-    assert report.failed and report.command is None, report
+    assert report.failed, report
+    assert report.command is None, report
     assert str(gone.pid) in (report.error or ""), report
     assert apply_pids([gone.pid], "socket", values, dry_run=True, gone_ok=True) == []
