@@ -18,16 +18,14 @@ import os
 import sys
 
 from .. import environ, path
-from .._options import OPTIONS, VARIANTS, WORDS, variant_name
+from .._options import BY_NAME, OPTIONS, VARIANTS, WORDS, variant_name
 from .launch import launch
-from .words import FAILURE, PROG
+from .words import DEFAULT_VARIANT, FAILURE, PROG
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-#: The variant when none is named (dispatch's DEFAULT_VARIANT says the same).
-_DEFAULT_VARIANT = "socket"
 _VARIANT_FLAGS = {f"--{WORDS[v]}": v for v in VARIANTS}
 _OPTION_FLAGS = {o.flag: o for o in OPTIONS}
 
@@ -38,7 +36,7 @@ class Plain:
     __slots__ = ("command", "debug", "keep", "values", "variant")
 
     def __init__(self) -> None:
-        self.variant = _DEFAULT_VARIANT
+        self.variant = DEFAULT_VARIANT
         self.values: dict[str, int | None] = {}
         self.debug = False
         self.keep = False
@@ -81,12 +79,10 @@ def plain_run(words: Sequence[str]) -> Plain | None:
         i += 1
     if not plain.command:
         return None
-    if any(plain.variant not in _OPTION_BY_NAME[name].variants for name in plain.values):
+    if any(plain.variant not in BY_NAME[name].variants for name in plain.values):
         return None
     return plain
 
-
-_OPTION_BY_NAME = {o.name: o for o in OPTIONS}
 
 
 def _plain(words: Sequence[str]) -> int | None:
@@ -110,7 +106,7 @@ def _plain(words: Sequence[str]) -> int | None:
                           **plain.values)
         except ValueError:
             return None
-        given = {_OPTION_BY_NAME[name].variable for name in plain.values}
+        given = {BY_NAME[name].variable for name in plain.values}
         return launch(env, plain.command, debug=plain.debug, given=given)
     return None
 

@@ -18,6 +18,9 @@ from .words import (
     COMMANDS as COMMANDS,
 )
 from .words import (
+    DEFAULT_VARIANT as DEFAULT_VARIANT,
+)
+from .words import (
     FAILURE as FAILURE,
 )
 from .words import (
@@ -101,8 +104,6 @@ def typed(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     return convert
 
 
-#: The variant of run, env, apply and cgroup attach when none is named.
-DEFAULT_VARIANT = "socket"
 
 
 def add_preload_options(parser: argparse.ArgumentParser, *, run: bool = False) -> None:

@@ -20,6 +20,9 @@ COMMANDS = {
 }
 
 
+#: The variant of run, env, apply and cgroup attach when none is named.
+DEFAULT_VARIANT = "socket"
+
 # Exit statuses, in one place.
 #: Success.
 OK = 0
