@@ -51,11 +51,6 @@ STATES = {"LISTEN": "listen", "SYN-SENT": "connecting", "ESTABLISHED": "connecte
 #: A value no socket has by default (net.ipv4.tcp_fin_timeout is 60).
 VALUE = 37
 
-#: Whether the table-driven `apply` plan is on main yet (issue 19, the live
-#: helper): before it, apply's plan had per-option rules by name (it would set
-#: the row on every state). Set it True (and the xfail goes) when it is merged.
-APPLY_FROM_TABLE = True
-
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
@@ -159,8 +154,6 @@ def test_environ_and_env_set_the_variable(scratch: dict[str, str]) -> None:
     one_line_error(cli(scratch, "env", FLAG, "121"), 2, FLAG, "1..120")
 
 
-@pytest.mark.xfail(not APPLY_FROM_TABLE, strict=True,
-                   reason="apply's plan has per-option rules by name (live helper, issue 19)")
 def test_apply_plans_it_on_its_live_states(scratch: dict[str, str], listener: int) -> None:
     """``apply --dry-run``: the plan sets the option on the sockets whose
     state is in the row's ``live`` (the listener) and says why not on the

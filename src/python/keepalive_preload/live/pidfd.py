@@ -30,7 +30,7 @@ class Closed(Exception):
 def explain(exc: OSError, pid: int, what: str) -> LiveError:
     """The typed error for a failed pidfd call on ``pid``."""
     code = exc.errno or 0
-    call = getattr(exc, "call", "pidfd_getfd")
+    call = exc.call if isinstance(exc, _syscalls.SyscallError) else "pidfd_getfd"
     if code == errno.ESRCH:
         return NoSuchProcess(pid)
     if code == errno.ENOSYS:
