@@ -62,7 +62,12 @@ def test_exiting_process_is_an_error_never_a_short_list() -> None:
                 seen.append("full")
         if "ProcessExiting" in seen or time.monotonic() > deadline:
             break
-    assert "ProcessExiting" in seen, seen
+    # Every read above was the full list or an error. Whether one landed inside
+    # the exit itself depends on the machine: on an idle one the process is
+    # often a zombie before the first read, in all twelve tries (seen twice in
+    # CI), so catching the window is tried for but not required here; the
+    # command-line test below requires an error exit on an exiting process.
+    assert seen, "no read was made"
 
 
 @pytest.mark.parametrize("command", ["status", "apply"])
